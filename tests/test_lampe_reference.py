@@ -1,0 +1,164 @@
+"""llama.cpp's LaMPE attention against the float64 NumPy reference of the spec.
+
+Every query row of every case is compared, so each region boundary the
+prompt contains (queries at i = W and i = L - r, keys at j = i - W and
+j = i - L + r) is checked. The tiny model is trained on T = 64 tokens;
+W = 16, S = 4, M = 24 keep M + W + S < T.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gguf_models import write_tiny_llama
+from llama_driver import decode, enable_lampe, loaded_model, new_context, set_lampe_ref
+from reference.lampe_spec import constants
+from reference.model import LampeArgs, Reference
+
+W, S, M = 16, 4, 24
+ATTN_FACTOR = 0.1 * np.log(2.0) + 1.0
+
+# max |a - b| / max |b| over all logits; F32 KV without flash attention is pure F32 compute
+TOL = {("f32", False): 1e-4, ("f16", False): 5e-3, ("f32", True): 5e-3, ("f16", True): 5e-3, ("q8_0", True): 1e-1}
+# q8_0 K/V quantization alone costs ~4e-2 with plain attention on this model
+
+
+def rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def prompt(n: int, seed: int = 0) -> list[int]:
+    return np.random.default_rng(seed).integers(3, 400, size=n).tolist()
+
+
+@pytest.fixture(scope="module")
+def ref_llama(tiny_llama_f32: Path) -> Reference:
+    return Reference(tiny_llama_f32)
+
+
+def lampe_logits(path: Path, tokens: list[int], L: int, *, batch: int, kv: str = "f32", fa: bool = False) -> np.ndarray:
+    with loaded_model(path) as model, new_context(model, n_ctx=max(256, len(tokens)), n_batch=batch,
+                                                  n_ubatch=batch, kv_type=kv, flash_attn=fa) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, L)
+        return decode(ctx, tokens, batch_size=batch)
+
+
+@pytest.mark.parametrize("L", [20, 2 * W, 2 * W + 1, 100, 8 * 64])
+def test_prompt_lengths(tiny_llama_f32: Path, ref_llama: Reference, L: int) -> None:
+    tokens = prompt(L)
+    want = ref_llama.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    got = lampe_logits(tiny_llama_f32, tokens, L, batch=L)
+    assert rel_err(got, want) < TOL[("f32", False)]
+
+
+def test_reference_distinguishes_lampe_from_plain(ref_llama: Reference) -> None:
+    """The comparison above can fail: LaMPE changes the logits well beyond the tolerance."""
+    tokens = prompt(100)
+    lampe = ref_llama.logits(tokens, lampe=LampeArgs(100, W, S, M, 1.0))
+    plain = ref_llama.logits(tokens)
+    assert rel_err(lampe[: W + 1], plain[: W + 1]) < 1e-12  # inside the window nothing moves
+    assert rel_err(lampe[W + 1 :], plain[W + 1 :]) > 1e-2
+
+
+def test_boundaries_are_in_the_prompt() -> None:
+    """The L = 100 case has queries on both sides of i = W and i = L - r."""
+    r = constants(100, W, S, M).r
+    assert W < 100 - r < 100
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_batch_split_is_invisible(tiny_llama_f32: Path, ref_llama: Reference, batch: int) -> None:
+    L = 100
+    tokens = prompt(L, seed=1)
+    want = ref_llama.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    got = lampe_logits(tiny_llama_f32, tokens, L, batch=batch)
+    assert rel_err(got, want) < TOL[("f32", False)]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_hd64(model_dir: Path) -> Path:
+    """Head size 64: q8_0 K needs a multiple of 32, and 64 turns on llama.cpp's Hadamard K rotation."""
+    return write_tiny_llama(model_dir / "llama-hd64.gguf", n_embd=128, n_head=2, n_head_kv=1)
+
+
+@pytest.mark.parametrize(("kv", "fa"), [("f32", True), ("f16", False), ("f16", True), ("q8_0", True)])
+def test_cache_types_and_flash_attention(tiny_llama_hd64: Path, kv: str, fa: bool) -> None:
+    L = 150
+    tokens = prompt(L, seed=2)
+    ref = Reference(tiny_llama_hd64)
+    want = ref.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    got = lampe_logits(tiny_llama_hd64, tokens, L, batch=64, kv=kv, fa=fa)
+    assert rel_err(got, want) < TOL[(kv, fa)]
+    assert rel_err(got, ref.logits(tokens)) > 2 * TOL[(kv, fa)]  # the tolerance can tell LaMPE from plain
+
+
+def test_neox_rope(tiny_qwen2_f32: Path) -> None:
+    L = 150
+    tokens = prompt(L, seed=3)
+    want = Reference(tiny_qwen2_f32).logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    got = lampe_logits(tiny_qwen2_f32, tokens, L, batch=64)
+    assert rel_err(got, want) < TOL[("f32", False)]
+
+
+def test_decode_after_prefill(tiny_llama_f32: Path, ref_llama: Reference) -> None:
+    """Generated tokens keep L; every decode step matches the reference (spec section 4)."""
+    L, n_gen = 90, 40  # n_gen > W: the middle region slides and the start region grows
+    tokens = prompt(L + n_gen, seed=4)
+    want = ref_llama.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, L)
+        prefill = decode(ctx, tokens[:L], batch_size=L)
+        steps = [decode(ctx, [t], batch_size=1, pos0=L + k) for k, t in enumerate(tokens[L:])]
+    assert rel_err(prefill, want[:L]) < TOL[("f32", False)]
+    for k, step in enumerate(steps):
+        assert rel_err(step, want[L + k : L + k + 1]) < TOL[("f32", False)], f"decode step {k}"
+
+
+def test_second_prompt_recomputes_mapping(tiny_llama_f32: Path, ref_llama: Reference) -> None:
+    n1, n2 = 80, 50
+    tokens = prompt(n1 + n2, seed=5)
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, n1)
+        first = decode(ctx, tokens[:n1], batch_size=32)
+        set_lampe_ref(ctx, n1 + n2)
+        second = decode(ctx, tokens[n1:], batch_size=32, pos0=n1)
+    assert rel_err(first, ref_llama.logits(tokens[:n1], lampe=LampeArgs(n1, W, S, M, ATTN_FACTOR))) < 1e-4
+    # the first turn's keys were computed with L = n1; the second turn's queries use L = n1 + n2
+    turns = [LampeArgs(n1, W, S, M, ATTN_FACTOR)] * n1 + [LampeArgs(n1 + n2, W, S, M, ATTN_FACTOR)] * n2
+    want = ref_llama.logits(tokens, lampe=turns)[n1:]
+    assert rel_err(second, want) < TOL[("f32", False)]
+    stale = ref_llama.logits(tokens, lampe=LampeArgs(n1, W, S, M, ATTN_FACTOR))[n1:]
+    assert rel_err(second, stale) > 1e-2  # the mapping really changed
+
+
+@pytest.mark.parametrize("kv_unified", [False, True])
+def test_two_sequences_of_different_lengths(tiny_llama_f32: Path, ref_llama: Reference, kv_unified: bool) -> None:
+    a, b = prompt(120, seed=6), prompt(70, seed=7)
+    with loaded_model(tiny_llama_f32) as model, new_context(model, n_ctx=512, n_seq_max=2,
+                                                            kv_unified=kv_unified) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, len(a), seq_id=0)
+        set_lampe_ref(ctx, len(b), seq_id=1)
+        got_a = decode(ctx, a[:60], batch_size=60, seq_id=0)
+        got_b = decode(ctx, b, batch_size=70, seq_id=1)
+        got_a = np.concatenate([got_a, decode(ctx, a[60:], batch_size=60, pos0=60, seq_id=0)])
+    assert rel_err(got_a, ref_llama.logits(a, lampe=LampeArgs(len(a), W, S, M, ATTN_FACTOR))) < 1e-4
+    assert rel_err(got_b, ref_llama.logits(b, lampe=LampeArgs(len(b), W, S, M, ATTN_FACTOR))) < 1e-4
+
+
+def test_exact_state_is_upstream(tiny_llama_f32: Path) -> None:
+    """n_ref = 0 (exact attention, used inside the trained window) is bit-identical to LaMPE off."""
+    tokens = prompt(100, seed=8)
+    with loaded_model(tiny_llama_f32) as model:
+        with new_context(model) as ctx:
+            plain = decode(ctx, tokens, batch_size=100)
+        with new_context(model) as ctx:
+            enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+            exact = decode(ctx, tokens, batch_size=100)
+    np.testing.assert_array_equal(exact, plain)
