@@ -141,22 +141,28 @@ class LampeConfig:
 
     @classmethod
     def derived(cls, n_ctx_train: int) -> "LampeConfig":
-        """A default for a model with trained context T, scaled from the Llama-3 fit.
+        """The default for a model with trained context T (no preset).
 
-        c = 0.75 T (the paper's capacities are 0.6-0.75 T), a = a_llama3 * 8192 / T
-        (so M follows the same curve in units of T), b = b_llama3,
-        mapping_min = min(1536, T // 4), W = min(1024, T // 8), S = min(200, T // 40).
-        Then max M + W + S <= 0.9 T < T for every T.
+        W = min(1024, T // 8), S = min(200, T // 40), and a sigmoid that uses
+        nearly all of the window beyond T: capacity c = T - W - S - max(1, T // 16)
+        (so max M + W + S stays T/16 below T), slope a = 5.96 / T and offset
+        b = -4.86, so that M(T) = 0.75 c, M(1.25 T) = 0.93 c and M(2 T) ~ c;
+        mapping_min = min(1536, T // 4) as in the paper's table.
+
+        Why not the Llama-3 fit scaled to T: on SmolLM2-135M (T = 8192) its
+        M(10K) = 1536 misses a pass key at 10K tokens that M = 6000 finds
+        (benchmarks/first_look.py; `pylampe eval` sweeps this properly).
         """
         if not _is_int(n_ctx_train) or n_ctx_train < 8:
             raise ValueError(
                 f"lampe n_ctx_train must be an integer >= 8, got {n_ctx_train!r}"
             )
         t = n_ctx_train
+        window, start = min(1024, t // 8), min(200, t // 40)
         return cls(
-            window=min(1024, t // 8),
-            start=min(200, t // 40),
-            sigmoid=(_LLAMA3_A * 8192 / t, _LLAMA3_B, 0.75 * t),
+            window=window,
+            start=start,
+            sigmoid=(5.96 / t, -4.86, float(t - window - start - max(1, t // 16))),
             mapping_min=min(1536, t // 4),
             n_ctx_train=t,
         )

@@ -97,13 +97,15 @@ def test_derived_default_keeps_span_below_t(t: int) -> None:
     assert c.n_ctx_train == t
     assert c.window >= 1
     assert c.max_mapping_length + c.window + c.start < t
-    assert c.sigmoid[2] == pytest.approx(0.75 * t)
 
 
-def test_derived_default_follows_llama3_at_8192() -> None:
+def test_derived_default_at_8192_by_hand() -> None:
     c = LampeConfig.derived(8192)
     assert (c.window, c.start, c.mapping_min) == (1024, 200, 1536)
-    assert c.sigmoid[:2] == pytest.approx((1.0493097e-04, -2.4666380))
+    assert c.sigmoid == pytest.approx((5.96 / 8192, -4.86, 8192 - 1024 - 200 - 512))
+    # M(T) = floor(6456 / (1 + exp(-(5.96 - 4.86)))) = 4843, M(10240) = floor(6456 / (1 + exp(-(7.45 - 4.86)))) = 6005
+    assert mapping_length_at(c, 8192) == 4843
+    assert mapping_length_at(c, 10240) == 6005
 
 
 def test_derived_default_rejects_tiny_contexts() -> None:

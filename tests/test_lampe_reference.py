@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gguf_models import write_tiny_llama
-from llama_driver import decode, enable_lampe, loaded_model, new_context, set_lampe_ref
+from llama_driver import decode, enable_lampe, llama_cpp, loaded_model, new_context, set_lampe_ref
 from reference.lampe_spec import constants
 from reference.model import LampeArgs, Reference
 
@@ -162,3 +162,35 @@ def test_exact_state_is_upstream(tiny_llama_f32: Path) -> None:
             enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
             exact = decode(ctx, tokens, batch_size=100)
     np.testing.assert_array_equal(exact, plain)
+
+
+def test_after_removing_the_tail_of_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) -> None:
+    """Cells freed by a cache edit and refilled with other tokens: regions follow the stored positions."""
+    first, other = prompt(100, seed=9), prompt(40, seed=10)
+    tokens = first[:60] + other
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, 100)
+        decode(ctx, first, batch_size=50)
+        llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, 60, -1)
+        got = decode(ctx, other, batch_size=40, pos0=60)
+    want = ref_llama.logits(tokens, lampe=LampeArgs(100, W, S, M, ATTN_FACTOR))[60:]
+    assert rel_err(got, want) < TOL[("f32", False)]
+
+
+def test_after_copying_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) -> None:
+    """A prefix shared by two sequences (seq_cp), each continued with its own tokens and L."""
+    shared, tail_a, tail_b = prompt(70, seed=11), prompt(30, seed=12), prompt(50, seed=13)
+    args = LampeArgs(120, W, S, M, ATTN_FACTOR)  # both sequences end at 120 tokens
+    with loaded_model(tiny_llama_f32) as model, new_context(model, n_ctx=512, n_seq_max=2, kv_unified=True) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, 120, seq_id=0)
+        set_lampe_ref(ctx, 120, seq_id=1)
+        decode(ctx, shared, batch_size=70, seq_id=0)
+        llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(ctx), 0, 1, -1, -1)
+        got_b = decode(ctx, tail_b, batch_size=50, pos0=70, seq_id=1)
+        got_a = decode(ctx, tail_a + tail_b[:20], batch_size=50, pos0=70, seq_id=0)
+    want_b = ref_llama.logits(shared + tail_b, lampe=args)[70:]
+    want_a = ref_llama.logits(shared + tail_a + tail_b[:20], lampe=args)[70:]
+    assert rel_err(got_b, want_b) < TOL[("f32", False)]
+    assert rel_err(got_a, want_a) < TOL[("f32", False)]
