@@ -16,6 +16,9 @@ from llama_cpp import llama_chat_format
 from .. import _native
 from ..config import PRESETS, LampeConfig
 from ..llama import LampeUnsupportedError, Llama
+from ..eval.method import plain_prefill
+from ..eval.methods import parse_method
+from ..eval.model_info import ModelInfo
 from .demo import passkey_prompt
 from .errors import CliError, UsageError
 from .progress import PrefillProgress
@@ -148,24 +151,15 @@ def add_parser(subparsers: Any) -> None:
         help=f"context size in tokens (default: prompt + max tokens, rounded up to a "
         f"multiple of {CTX_ROUNDING})",
     )
-    r.add_argument("-t", "--threads", type=_int_at_least(1), metavar="N",
-                   help="CPU threads (default: llama.cpp's choice)")
-    r.add_argument("-ngl", "--n-gpu-layers", type=_int_at_least(-1), default=0, metavar="N",
-                   help="layers to offload to the GPU, -1 for all (default: 0)")
-    r.add_argument(
-        "--flash-attn", choices=("on", "off", "auto"), default="auto",
-        help="flash attention; auto = on when layers are offloaded (-ngl), else off "
-        "(default: auto)",
-    )
-    r.add_argument("--cache-type-k", choices=tuple(CACHE_TYPES), default="f16",
-                   help="KV cache type for K (default: f16)")
-    r.add_argument("--cache-type-v", choices=tuple(CACHE_TYPES), default="f16",
-                   help="KV cache type for V; quantized types need flash attention "
-                   "(default: f16)")
+    add_runtime_args(r)
 
     lp = p.add_argument_group("LaMPE")
     lp.add_argument("--lampe", action=argparse.BooleanOptionalAction, default=True,
                     help="use LaMPE attention (default: on); --no-lampe for upstream attention")
+    lp.add_argument("--method", metavar="METHOD",
+                    help="a baseline instead of LaMPE, sized for prompt + max tokens: none, linear, "
+                    "ntk, yarn, with optional NAME:KEY=VALUE overrides (see pylampe eval --help); "
+                    "lampe is the default and takes the --lampe-* flags")
     lp.add_argument("--lampe-preset", choices=tuple(PRESETS),
                     help="the paper's parameters for a model family (default: derived from T)")
     lp.add_argument("--lampe-window", type=_int_at_least(1), metavar="W",
@@ -192,6 +186,34 @@ def add_parser(subparsers: Any) -> None:
     o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr while the prompt is evaluated "
                    "(default: on when stderr is a terminal)")
+
+
+def add_runtime_args(group: Any) -> None:
+    """llama.cpp options shared by every command: threads, GPU layers, attention, KV cache."""
+    group.add_argument("-t", "--threads", type=_int_at_least(1), metavar="N",
+                       help="CPU threads (default: llama.cpp's choice)")
+    group.add_argument("-ngl", "--n-gpu-layers", type=_int_at_least(-1), default=0, metavar="N",
+                       help="layers to offload to the GPU, -1 for all (default: 0)")
+    group.add_argument(
+        "--flash-attn", choices=("on", "off", "auto"), default="auto",
+        help="flash attention; auto = on when layers are offloaded (-ngl), else off "
+        "(default: auto)",
+    )
+    group.add_argument("--cache-type-k", choices=tuple(CACHE_TYPES), default="f16",
+                       help="KV cache type for K (default: f16)")
+    group.add_argument("--cache-type-v", choices=tuple(CACHE_TYPES), default="f16",
+                       help="KV cache type for V; quantized types need flash attention "
+                       "(default: f16)")
+
+
+def runtime_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``llama_cpp.Llama`` keyword arguments of ``add_runtime_args``'s flags."""
+    flash = args.flash_attn == "on" or (args.flash_attn == "auto" and args.n_gpu_layers != 0)
+    return dict(
+        n_threads=args.threads, n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers,
+        flash_attn=flash, type_k=CACHE_TYPES[args.cache_type_k],
+        type_v=CACHE_TYPES[args.cache_type_v],
+    )
 
 
 def default_model() -> Path:
@@ -342,6 +364,18 @@ def _print_state(llm: Llama) -> None:
     )
 
 
+def baseline_kwargs(spec: str, info: ModelInfo, length: int) -> Dict[str, Any]:
+    """The Llama keyword arguments of a baseline method for a sequence of `length` tokens."""
+    try:
+        method = parse_method(spec)
+    except ValueError as e:
+        raise UsageError(f"--method: {e}") from None
+    setup = method.setup(info, length)
+    if setup.prefill is not plain_prefill:
+        raise UsageError(f"--method {method.name} needs its own prompt evaluation: use it with pylampe eval")
+    return setup.llama_kwargs
+
+
 def run(args: argparse.Namespace) -> int:
     if args.demo and (args.prompt is not None or args.file is not None or args.question):
         raise UsageError("--demo builds its own prompt: drop -p, -f and --question")
@@ -352,7 +386,10 @@ def run(args: argparse.Namespace) -> int:
     vocab = _Vocab(model, args.verbose)
     if args.demo:
         n_target = int(DEMO_LENGTH_FACTOR * (vocab.n_ctx_train or 8192))
-        text, key = passkey_prompt(n_target, lambda t: len(vocab.tokens(t, False)), args.seed or 0)
+        try:
+            text, key = passkey_prompt(n_target, lambda t: len(vocab.tokens(t, False)), args.seed or 0)
+        except ValueError as e:
+            raise CliError(f"--demo: {e}") from None
         print(f"demo: a ~{n_target}-token document, pass key {key} in the middle "
               f"(trained context {vocab.n_ctx_train})", file=sys.stderr)
     else:
@@ -361,7 +398,6 @@ def run(args: argparse.Namespace) -> int:
     config = lampe_config(args, vocab.n_ctx_train) if vocab.n_ctx_train else None
     if args.lampe and config is None:
         raise CliError("the model does not say its trained context length: run with --no-lampe")
-    vocab.llm.close()
 
     max_tokens = args.max_tokens or (DEMO_MAX_TOKENS if args.demo else DEFAULT_MAX_TOKENS)
     n_ctx = args.ctx_size or _round_up(len(tokens) + max_tokens, CTX_ROUNDING)
@@ -370,12 +406,11 @@ def run(args: argparse.Namespace) -> int:
             f"the prompt ({len(tokens)} tokens) plus {max_tokens} tokens to generate does not "
             f"fit the context of {n_ctx} tokens: raise -c or lower -n"
         )
-    flash = args.flash_attn == "on" or (args.flash_attn == "auto" and args.n_gpu_layers != 0)
+    method_kwargs = {"lampe": config} if args.method in (None, "lampe") else \
+        baseline_kwargs(args.method, ModelInfo.from_metadata(vocab.llm.metadata), len(tokens) + max_tokens)
+    vocab.llm.close()
     llm: _ProgressLlama = _load(
-        _ProgressLlama, model,
-        lampe=config, n_ctx=n_ctx, n_threads=args.threads, n_threads_batch=args.threads,
-        n_gpu_layers=args.n_gpu_layers, flash_attn=flash,
-        type_k=CACHE_TYPES[args.cache_type_k], type_v=CACHE_TYPES[args.cache_type_v],
+        _ProgressLlama, model, n_ctx=n_ctx, **method_kwargs, **runtime_kwargs(args),
         seed=args.seed if args.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
         chat_format="chat_template.default" if args.chat else None,
         verbose=args.verbose,
