@@ -38,7 +38,9 @@ def ppl_table(records: List[Record]) -> str:
     """Per method and length: perplexity overall and per bucket of T positions."""
     n_buckets = max((len(r["buckets"]) for r in records), default=0)
     header = ["method", "length", "ppl"] + [
-        f"{b['start']}-{b['end']}" for b in max((r["buckets"] for r in records), key=len, default=[])
+        # the longest record's buckets: the last one may be cut short by a shorter record's length
+        f"{b['start']}-{b['end']}"
+        for b in max((r["buckets"] for r in records), key=lambda bs: (len(bs), bs[-1]["end"]), default=[])
     ]
     rows = [[r["method"], r["length"], r["ppl"]] + [b["ppl"] for b in r["buckets"]]
             + [""] * (n_buckets - len(r["buckets"])) for r in records]
