@@ -19,7 +19,7 @@ import time
 from typing import Any, Dict, List
 
 from pylampe import Llama
-from pylampe.cli.demo import passkey_prompt
+from pylampe.eval.passkey import passkey_prompt
 from pylampe.cli.generate import default_model
 
 N_ANSWER = 8

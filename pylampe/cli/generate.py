@@ -19,7 +19,7 @@ from ..llama import LampeUnsupportedError, Llama
 from ..eval.method import plain_prefill
 from ..eval.methods import parse_method
 from ..eval.model_info import ModelInfo
-from .demo import passkey_prompt
+from ..eval.passkey import passkey_prompt
 from .errors import CliError, UsageError
 from .progress import PrefillProgress
 
