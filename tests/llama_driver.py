@@ -16,6 +16,10 @@ from typing import Any, Literal
 import numpy as np
 
 KvType = Literal["f32", "f16", "q8_0"]
+
+# new_context's flash attention unless a call says: a test module switches it to run every case through both
+# LaMPE paths (flash attention on: ggml_flash_attn_ext_lampe, off: ggml ops)
+FLASH_ATTN = False
 _GGML_TYPE = {"f32": 0, "f16": 1, "q8_0": 8}  # GGML_TYPE_F32, _F16, _Q8_0
 
 
@@ -52,7 +56,7 @@ def new_context(
     n_batch: int = 256,
     n_ubatch: int = 256,
     kv_type: KvType = "f32",
-    flash_attn: bool = False,
+    flash_attn: bool | None = None,
     n_threads: int = 4,
     n_seq_max: int = 1,
     kv_unified: bool = False,
@@ -65,7 +69,9 @@ def new_context(
     params.n_ubatch = n_ubatch
     params.type_k = params.type_v = _GGML_TYPE[kv_type]
     params.flash_attn_type = (
-        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if (FLASH_ATTN if flash_attn is None else flash_attn)
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     )
     params.n_threads = params.n_threads_batch = n_threads
     ctx = llama_cpp.llama_init_from_model(model, params)

@@ -3,17 +3,21 @@
 Every query row of every case is compared, so each region boundary the
 prompt contains (queries at i = W and i = L - r, keys at j = i - W and
 j = i - L + r) is checked. The tiny model is trained on T = 64 tokens;
-W = 16, S = 4, M = 24 keep M + W + S < T.
+W = 16, S = 4, M = 24 keep M + W + S < T. Every case runs twice: flash
+attention off (LaMPE composed of ggml ops) and on (the fused
+ggml_flash_attn_ext_lampe op).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import llama_driver
 from conftest import LOGIT_ERRORS
 from gguf_models import write_tiny_llama
 from llama_driver import decode, enable_lampe, llama_cpp, loaded_model, new_context, set_lampe_ref
@@ -26,6 +30,14 @@ ATTN_FACTOR = 0.1 * np.log(2.0) + 1.0
 # max |a - b| / max |b| over all logits; LaMPE computes in F32 with an F32 KV cache, flash attention or not
 TOL = {("f32", False): 1e-4, ("f16", False): 5e-3, ("f32", True): 1e-4, ("f16", True): 5e-3, ("q8_0", True): 1e-1}
 # q8_0 K/V quantization alone costs ~4e-2 with plain attention on this model
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["ops", "fused"])
+def lampe_path(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Flash attention off or on for every context a test makes without saying."""
+    llama_driver.FLASH_ATTN = request.param
+    yield request.param
+    llama_driver.FLASH_ATTN = False
 
 
 def rel_err(got: np.ndarray, want: np.ndarray, *, record: bool = True) -> float:
@@ -46,7 +58,7 @@ def ref_llama(tiny_llama_f32: Path) -> Reference:
     return Reference(tiny_llama_f32)
 
 
-def lampe_logits(path: Path, tokens: list[int], L: int, *, batch: int, kv: str = "f32", fa: bool = False) -> np.ndarray:
+def lampe_logits(path: Path, tokens: list[int], L: int, *, batch: int, kv: str = "f32", fa: bool | None = None) -> np.ndarray:
     with loaded_model(path) as model, new_context(model, n_ctx=max(256, len(tokens)), n_batch=batch,
                                                   n_ubatch=batch, kv_type=kv, flash_attn=fa) as ctx:
         enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
@@ -92,15 +104,22 @@ def tiny_llama_hd64(model_dir: Path) -> Path:
     return write_tiny_llama(model_dir / "llama-hd64.gguf", n_embd=128, n_head=2, n_head_kv=1)
 
 
-@pytest.mark.parametrize(("kv", "fa"), [("f32", True), ("f16", False), ("f16", True), ("q8_0", True)])
-def test_cache_types_and_flash_attention(tiny_llama_hd64: Path, kv: str, fa: bool) -> None:
+@pytest.mark.parametrize("kv", ["f32", "f16", "q8_0", "q8_0-no-hadamard"])
+def test_cache_types(tiny_llama_hd64: Path, kv: str, lampe_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if kv.startswith("q8_0") and not lampe_path:
+        pytest.skip("a quantized V cache needs flash attention")
+    if kv == "q8_0-no-hadamard":
+        # llama.cpp stores q8_0 K Hadamard-rotated (then LaMPE composes ggml ops); without it the fused op reads q8_0
+        monkeypatch.setenv("LLAMA_ATTN_ROT_DISABLE", "1")
+    kv_type = kv.split("-")[0]
     L = 150
     tokens = prompt(L, seed=2)
     ref = Reference(tiny_llama_hd64)
     want = ref.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
-    got = lampe_logits(tiny_llama_hd64, tokens, L, batch=64, kv=kv, fa=fa)
-    assert rel_err(got, want) < TOL[(kv, fa)]
-    assert rel_err(got, ref.logits(tokens), record=False) > 2 * TOL[(kv, fa)]  # the tolerance can tell LaMPE from plain
+    got = lampe_logits(tiny_llama_hd64, tokens, L, batch=64, kv=kv_type)
+    tol = TOL[(kv_type, lampe_path)]
+    assert rel_err(got, want) < tol
+    assert rel_err(got, ref.logits(tokens), record=False) > 2 * tol  # the tolerance can tell LaMPE from plain
 
 
 def test_neox_rope(tiny_qwen2_f32: Path) -> None:
