@@ -63,10 +63,14 @@ def _add_vocab(w: GGUFWriter) -> int:
     return len(tokens)
 
 
-def _add_weight(w: GGUFWriter, name: str, a: np.ndarray, q8: bool) -> None:
+_QUANT = {"Q8_0": GGMLQuantizationType.Q8_0, "Q4_0": GGMLQuantizationType.Q4_0}
+_FILE_TYPE = {"F32": LlamaFileType.ALL_F32, "Q8_0": LlamaFileType.MOSTLY_Q8_0, "Q4_0": LlamaFileType.MOSTLY_Q4_0}
+
+
+def _add_weight(w: GGUFWriter, name: str, a: np.ndarray, weight_type: str) -> None:
     a = a.astype(np.float32)
-    if q8 and a.ndim == 2:
-        w.add_tensor(name, quantize(a, GGMLQuantizationType.Q8_0), raw_dtype=GGMLQuantizationType.Q8_0)
+    if weight_type in _QUANT and a.ndim == 2:
+        w.add_tensor(name, quantize(a, _QUANT[weight_type]), raw_dtype=_QUANT[weight_type])
     else:
         w.add_tensor(name, a)
 
@@ -82,7 +86,7 @@ def write_tiny_llama(
     path: str | Path,
     *,
     arch: Literal["llama", "qwen2"] = "llama",
-    weight_type: Literal["F32", "Q8_0"] = "F32",
+    weight_type: Literal["F32", "Q8_0", "Q4_0"] = "F32",
     n_ctx_train: int = 64,
     n_embd: int = 64,
     n_head: int = 4,
@@ -94,11 +98,10 @@ def write_tiny_llama(
 ) -> Path:
     """A llama (RoPE NORM) or qwen2 (RoPE NEOX, q/k/v biases) model.
 
-    Q8_0 needs n_embd and n_ff to be multiples of 32 (the block size).
+    Q8_0 and Q4_0 (every 2D matrix) need n_embd and n_ff to be multiples of 32 (the block size).
     """
     path = Path(path)
     rng = np.random.default_rng(seed)
-    q8 = weight_type == "Q8_0"
     head_dim = n_embd // n_head
     n_kv = head_dim * n_head_kv
 
@@ -119,11 +122,11 @@ def write_tiny_llama(
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(rope_theta)
     w.add_rope_dimension_count(head_dim)
-    w.add_file_type(LlamaFileType.MOSTLY_Q8_0 if q8 else LlamaFileType.ALL_F32)
+    w.add_file_type(_FILE_TYPE[weight_type])
     n_vocab = _add_vocab(w)
 
     def add(name: str, a: np.ndarray) -> None:
-        _add_weight(w, name, a, q8)
+        _add_weight(w, name, a, weight_type)
 
     qk_std = 2.0 / np.sqrt(n_embd)
     add("token_embd.weight", normal(n_vocab, n_embd, std=1.0))

@@ -1,0 +1,51 @@
+"""``pylampe bench``: a run end to end on a tiny model, resume, memory accounting, and the error contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pylampe.bench.measure import _buffers
+from pylampe.bench.table import table
+from test_cli import assert_one_error, pylampe
+
+
+def test_bench_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.jsonl"
+    args = ["bench", "-m", str(tiny_llama_f32), "--length", "2T", "--method", "none,lampe", "--n-gen", "4",
+            "-t", "2", "-o", str(out)]
+    run = pylampe(*args)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["method"], r["tokens"]) for r in records] == [("none", 128), ("lampe", 128)]
+    for r in records:
+        assert r["prefill_tok_s"] > 0 and r["decode_tok_s"] > 0
+        assert r["kv_mib"] > 0 and r["compute_mib"] > 0 and r["peak_rss_mib"] > 0
+        assert r["flash_attn"] is True
+    assert records[0]["kv_mib"] == records[1]["kv_mib"]  # LaMPE keeps the KV cache of plain attention
+    rows = run.stdout.splitlines()[2:]
+    assert rows[0].split("|")[3].strip() == "none" and "x, " in rows[1]  # the ratio to plain
+    again = pylampe(*args)
+    assert again.returncode == 0 and again.stdout == run.stdout
+    assert len(out.read_text().splitlines()) == 2  # nothing measured again
+
+
+def test_bench_refuses_self_extend(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    run = pylampe("bench", "-m", str(tiny_llama_f32), "--method", "self-extend", "-o", str(tmp_path / "b.jsonl"))
+    assert_one_error(run, 2, "self-extend")
+
+
+def test_buffers_from_the_log() -> None:
+    log = ["llama_kv_cache:        CPU KV buffer size =   192.00 MiB\n",
+           "sched_reserve:        CPU compute buffer size =    98.25 MiB\n",
+           "sched_reserve:        CPU compute buffer size =   100.50 MiB\n",  # reserved again: the last counts
+           "sched_reserve:      CUDA0 compute buffer size =    10.00 MiB\n"]
+    assert _buffers(log) == {"KV": 192.0, "compute": 110.5}
+
+
+def test_table_ratios() -> None:
+    base = {"model": "m", "tokens": 8, "method": "none", "prefill_tok_s": 100.0, "decode_tok_s": 10.0,
+            "kv_mib": 1.0, "compute_mib": 2.0, "peak_rss_mib": 3.0}
+    other = dict(base, method="lampe", prefill_tok_s=90.0, decode_tok_s=5.0)
+    assert "| 0.90x, 0.50x |" in table([base, other])
