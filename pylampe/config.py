@@ -151,7 +151,7 @@ class LampeConfig:
 
         Why not the Llama-3 fit scaled to T: on SmolLM2-135M (T = 8192) its
         M(10K) = 1536 misses a pass key at 10K tokens that M = 6000 finds
-        (benchmarks/first_look.py; `pylampe eval` sweeps this properly).
+        (the README's results; `pylampe eval` measures such settings).
         """
         if not _is_int(n_ctx_train) or n_ctx_train < 8:
             raise ValueError(

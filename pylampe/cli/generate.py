@@ -195,9 +195,9 @@ def add_runtime_args(group: Any) -> None:
     group.add_argument("-ngl", "--n-gpu-layers", type=_int_at_least(-1), default=0, metavar="N",
                        help="layers to offload to the GPU, -1 for all (default: 0)")
     group.add_argument(
-        "--flash-attn", choices=("on", "off", "auto"), default="auto",
-        help="flash attention; auto = on when layers are offloaded (-ngl), else off "
-        "(default: auto)",
+        "--flash-attn", choices=("on", "off"), default="on",
+        help="flash attention; on, LaMPE runs as one fused pass over the keys on the CPU, "
+        "off composes it of plain ggml ops (slower) (default: on)",
     )
     group.add_argument("--cache-type-k", choices=tuple(CACHE_TYPES), default="f16",
                        help="KV cache type for K (default: f16)")
@@ -208,7 +208,7 @@ def add_runtime_args(group: Any) -> None:
 
 def runtime_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     """The ``llama_cpp.Llama`` keyword arguments of ``add_runtime_args``'s flags."""
-    flash = args.flash_attn == "on" or (args.flash_attn == "auto" and args.n_gpu_layers != 0)
+    flash = args.flash_attn == "on"
     return dict(
         n_threads=args.threads, n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers,
         flash_attn=flash, type_k=CACHE_TYPES[args.cache_type_k],
