@@ -101,7 +101,7 @@ def test_derived_default_keeps_span_below_t(t: int) -> None:
 
 def test_derived_default_at_8192_by_hand() -> None:
     c = LampeConfig.derived(8192)
-    assert (c.window, c.start, c.mapping_min) == (1024, 200, 1536)
+    assert (c.window, c.start, c.mapping_min, c.attn_factor) == (1024, 200, 1536, 1.0)
     assert c.sigmoid == pytest.approx((5.96 / 8192, -4.86, 8192 - 1024 - 200 - 512))
     # M(T) = floor(6456 / (1 + exp(-(5.96 - 4.86)))) = 4843, M(10240) = floor(6456 / (1 + exp(-(7.45 - 4.86)))) = 6005
     assert mapping_length_at(c, 8192) == 4843

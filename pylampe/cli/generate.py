@@ -172,7 +172,7 @@ def add_parser(subparsers: Any) -> None:
                     help="M(L) = max(min, floor(C / (1 + exp(-(A*L + B)))))")
     lp.add_argument("--lampe-attn-factor", type=_float_in(0.0, 100.0, low_open=True),
                     metavar="s", help="attention factor s; logits scale by s^2 "
-                    "(default: 0.1*ln 2 + 1)")
+                    "(default: 1, or 0.1*ln 2 + 1 with --lampe-preset)")
     lp.add_argument("--lampe-within-window", choices=("exact", "lampe"),
                     help="prompts that fit in T: exact upstream attention, or LaMPE too "
                     "(default: exact)")
