@@ -61,6 +61,7 @@ CASES = {
     "dot-decode-one-thread": Case(n_q=1, n_kv=600, threads=1, M=200),
     "dot-decode-two-streams-q8_0": Case(n_q=1, n_kv=600, kv="q8_0", n_stream=2, M=200),
     "dot-decode-many-kv-heads": Case(n_q=1, n_kv=600, n_head=16, n_head_kv=8, M=200),
+    "dot-decode-neox-partial-rotary": Case(n_q=1, n_kv=700, neox=True, n_rot=32, M=150),
 }
 
 
