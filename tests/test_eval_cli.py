@@ -27,6 +27,9 @@ def test_passkey_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:
     again = pylampe(*args[:-1], "--no-progress")
     assert again.returncode == 0 and again.stdout == run.stdout and again.stderr == ""
     assert out.read_text().count("\n") == 3  # nothing re-evaluated
+    by_depth = pylampe(*args[:-1], "--by-depth").stdout.splitlines()
+    assert by_depth[0].split() == ["method", "length", "depth", "prompts", "accuracy", "logprob", "min_margin"]
+    assert [line.split()[2] for line in by_depth[2:]] == ["0.5"] * 3
 
 
 def test_ppl_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:

@@ -93,6 +93,8 @@ def add_parser(subparsers: Any) -> None:
     pk.add_argument("--haystack", default=REPEAT, metavar="repeat|FILE",
                     help="filler: 'repeat' (the classic sentences), a .txt file or a .jsonl "
                     "file of {\"input\": ...} records (default: repeat)")
+    pk.add_argument("--by-depth", action="store_true",
+                    help="a table row per method, length and depth (default: per method and length)")
     pk.add_argument("--n-gen", type=_int_at_least(1), default=passkey_eval.DEFAULT_N_GEN, metavar="N",
                     help=f"tokens generated greedily (default: {passkey_eval.DEFAULT_N_GEN})")
     pk.set_defaults(run=run_passkey)
@@ -179,7 +181,8 @@ def run_passkey(args: argparse.Namespace) -> int:
         )
 
     records = s.run(evaluate)
-    print(report.passkey_table(records))
+    by = ("method", "length", "depth") if args.by_depth else ("method", "length")
+    print(report.passkey_table(records, by))
     if s.plot is not None:
         report.passkey_heatmap(records, s.plot)
     return 0

@@ -24,14 +24,16 @@ def _groups(records: List[Record], *fields: str) -> Dict[Tuple[Any, ...], List[R
     return out
 
 
-def passkey_table(records: List[Record]) -> str:
-    """Per method and length: accuracy, mean answer log-probability, mean smallest margin."""
+def passkey_table(records: List[Record], by: Sequence[str] = ("method", "length")) -> str:
+    """Per group of records (method and length; add "depth" for a row per needle depth): accuracy,
+    mean answer log-probability, mean smallest margin."""
     rows = [
-        (method, length, len(rs), float(np.mean([r["correct"] for r in rs])),
-         float(np.mean([r["answer_logprob"] for r in rs])), float(np.mean([r["min_margin"] for r in rs])))
-        for (method, length), rs in _groups(records, "method", "length").items()
+        tuple(f"{v:g}" if isinstance(v, float) else v for v in group)
+        + (len(rs), float(np.mean([r["correct"] for r in rs])),
+           float(np.mean([r["answer_logprob"] for r in rs])), float(np.mean([r["min_margin"] for r in rs])))
+        for group, rs in _groups(records, *by).items()
     ]
-    return _table(("method", "length", "prompts", "accuracy", "logprob", "min_margin"), rows)
+    return _table((*by, "prompts", "accuracy", "logprob", "min_margin"), rows)
 
 
 def ppl_table(records: List[Record]) -> str:
