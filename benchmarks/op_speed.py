@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, n_q: int) -> tuple[float, float]:
         ops = {
             "plain": lambda i: lib.ggml_flash_attn_ext(g.ctx, qs[0], ks[i], vs[i], m, scale, 0.0, 0.0),
             "lampe": lambda i: lib.ggml_flash_attn_ext_lampe(g.ctx, *qs, ks[i], vs[i], m, k_pos, q_pos, q_scale,
-                                                             rot, scale, d, 0, n_lo),
+                                                             rot, scale, d, 0, n_lo, 0),
         }
         for name in ("plain", "lampe"):
             # one graph of --repeat independent nodes, like the layers of a model: one thread start per graph

@@ -2,8 +2,9 @@
 
 llama-cpp-python loads its shared library once, at import, from
 ``LLAMA_CPP_LIB_PATH``; so this module must run before anything imports
-``llama_cpp``. The bindings below mirror the "LaMPE" block of ``llama.h``
-field by field and function by function, like ``llama_cpp/llama_cpp.py``.
+``llama_cpp``. The bindings below mirror the "LaMPE" block of llama.cpp's
+``src/llama-ext.h`` (its staging header for new API) field by field and
+function by function, like ``llama_cpp/llama_cpp.py``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class llama_lampe_params(ctypes.Structure):
 
 # struct llama_lampe_state {
 #     int32_t n_ref;       // L; 0 means exact upstream attention (no LaMPE, s = 1)
-#     int32_t n_map;       // M(L)
+#     int32_t n_map;       // M(L), capped at L - 1
 #     int32_t n_window;    // W
 #     int32_t n_start;     // S
 #     int32_t r;           // last index of the map-group of S
@@ -103,10 +104,14 @@ class llama_lampe_state(ctypes.Structure):
 def llama_lampe_default_params() -> llama_lampe_params: ...
 
 
-# LLAMA_API const char * llama_lampe_params_check(struct llama_lampe_params params);
-@ctypes_function("llama_lampe_params_check", [llama_lampe_params], ctypes.c_char_p)
-def llama_lampe_params_check(params: llama_lampe_params, /) -> Optional[bytes]:
-    """None if the parameters are valid, else a message naming the bad field."""
+# LLAMA_API const char * llama_lampe_params_check(const struct llama_model * model, struct llama_lampe_params params);
+@ctypes_function(
+    "llama_lampe_params_check", [ctypes.c_void_p, llama_lampe_params], ctypes.c_char_p
+)
+def llama_lampe_params_check(
+    model: Optional[llama_cpp.llama_model_p], params: llama_lampe_params, /
+) -> Optional[bytes]:
+    """None if the parameters are valid (for the model's T when a model is given), else why not."""
     ...
 
 
@@ -146,7 +151,7 @@ def llama_lampe_model_unsupported(model: llama_cpp.llama_model_p, /) -> Optional
 def llama_lampe_enable(
     ctx: llama_cpp.llama_context_p, params: llama_lampe_params, /
 ) -> int:
-    """0 on success, -1 if the model is unsupported, -2 if the parameters are invalid."""
+    """0 on success, -1: unsupported model, -2: invalid parameters, -3: non-causal attention."""
     ...
 
 
@@ -160,16 +165,19 @@ def llama_lampe_disable(ctx: llama_cpp.llama_context_p, /) -> None: ...
 def llama_lampe_enabled(ctx: llama_cpp.llama_context_p, /) -> bool: ...
 
 
-# LLAMA_API void llama_lampe_set_ref(struct llama_context * ctx, llama_seq_id seq_id, int32_t n_ref);
+# LLAMA_API int32_t llama_lampe_set_ref(struct llama_context * ctx, llama_seq_id seq_id, int32_t n_ref);
 @ctypes_function(
     "llama_lampe_set_ref",
     [llama_cpp.llama_context_p_ctypes, llama_seq_id, ctypes.c_int32],
-    None,
+    ctypes.c_int32,
 )
 def llama_lampe_set_ref(
     ctx: llama_cpp.llama_context_p, seq_id: int, n_ref: int, /
-) -> None:
-    """Set the reference length L of a sequence (0: exact attention)."""
+) -> int:
+    """Set the reference length L of a sequence (0: exact attention).
+
+    0 on success, -1 if LaMPE is not enabled, -2 if seq_id or n_ref is out of range.
+    """
     ...
 
 

@@ -22,10 +22,11 @@ class Llama(llama_cpp.Llama):
 
     The reference length L that LaMPE's position mapping depends on is the
     full prompt: ``generate()`` (and so ``create_completion`` and
-    ``create_chat_completion``) sets it before the prompt is evaluated and
-    generated tokens keep it; a direct ``eval()`` treats its tokens as a
-    prompt continuing the sequence. The KV cache holds keys at their exact
-    positions, so a cached prefix stays valid when L changes.
+    ``create_chat_completion``) uses it for the prompt's evaluation and the
+    generated tokens; a direct ``eval()`` treats its tokens as a prompt
+    continuing the sequence. The KV cache holds keys at their exact
+    positions, so a cached prefix stays valid when L changes (its keys keep
+    the mapping they were computed with).
 
     Args:
         model_path: Path to a GGUF model.
@@ -49,8 +50,9 @@ class Llama(llama_cpp.Llama):
         if not (lampe is None or lampe == "auto" or isinstance(lampe, LampeConfig)):
             raise TypeError(f"lampe must be 'auto', a LampeConfig or None, got {lampe!r}")
         self._lampe: Optional[LampeConfig] = None
-        # True while generate() runs its own evals: they must keep the prompt's L.
+        # True while generate() runs its own evals: they keep the prompt's L, _prompt_len.
         self._generating = False
+        self._prompt_len = 0
         super().__init__(model_path, **kwargs)
         if lampe is not None:
             try:
@@ -60,13 +62,17 @@ class Llama(llama_cpp.Llama):
                 raise
 
     def _enable(self, lampe: Union[Literal["auto"], LampeConfig]) -> None:
-        reason = _native.llama_lampe_model_unsupported(self._model.model)
+        model = self._model.model
+        reason = _native.llama_lampe_model_unsupported(model)
         if reason is not None:
             raise LampeUnsupportedError(f"LaMPE cannot be used with this model: {reason.decode()}")
         config = LampeConfig.for_model(self._model.n_ctx_train()) if lampe == "auto" else lampe
         params = config.to_params()
-        if _native.llama_lampe_enable(self._ctx.ctx, params) != 0:
-            message = _native.llama_lampe_params_check(params) or b"llama_lampe_enable failed"
+        rc = _native.llama_lampe_enable(self._ctx.ctx, params)
+        if rc == -3:
+            raise LampeUnsupportedError("LaMPE needs causal attention (this context is not causal)")
+        if rc != 0:
+            message = _native.llama_lampe_params_check(model, params) or b"llama_lampe_enable failed"
             raise ValueError(f"invalid LaMPE parameters: {message.decode()}")
         self._lampe = config
 
@@ -80,12 +86,19 @@ class Llama(llama_cpp.Llama):
             return
         # "exact": prompts that fit the trained window see upstream attention.
         exact = self._lampe.within_window == "exact" and n_ref <= self._model.n_ctx_train()
-        _native.llama_lampe_set_ref(self._ctx.ctx, _SEQ_ID, 0 if exact else n_ref)
+        if _native.llama_lampe_set_ref(self._ctx.ctx, _SEQ_ID, 0 if exact else n_ref) != 0:
+            raise ValueError(
+                f"cannot set the LaMPE reference length to {n_ref} tokens: it must be in "
+                f"[0, {self.n_ctx()}], the context size"
+            )
 
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens; outside ``generate()`` they are a prompt: L = n_tokens + len(tokens)."""
-        if not self._generating:
-            self._set_reference(self.n_tokens + len(tokens))
+        # llama_cpp.Llama.eval first drops the cells past n_tokens. Drop them before setting L:
+        # llama.cpp resets L when a sequence is edited after L was set.
+        self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
+        # Inside generate() the prompt's L holds, also for tokens re-evaluated after a rollback.
+        self._set_reference(self._prompt_len if self._generating else self.n_tokens + len(tokens))
         super().eval(tokens)
 
     def generate(
@@ -94,7 +107,7 @@ class Llama(llama_cpp.Llama):
         """``llama_cpp.Llama.generate`` with L = the full prompt (see the class docs)."""
         # With reset, the prompt replaces the sequence (a cached prefix is reused
         # in place); without, it extends it.
-        self._set_reference(len(tokens) if reset else self.n_tokens + len(tokens))
+        self._prompt_len = len(tokens) if reset else self.n_tokens + len(tokens)
         inner = super().generate(tokens, *args, reset=reset, **kwargs)
         # The flag is held only while the inner generator runs, so that a
         # caller's own eval() between two yielded tokens still sets L.

@@ -7,11 +7,23 @@ this file does not import it, so pure-NumPy tests run without a build.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gguf_models import write_not_gguf, write_tiny_gpt2, write_tiny_llama, write_truncated
+
+
+@pytest.fixture(params=[False, True], ids=["ops", "fused"])
+def lampe_path(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Flash attention off or on for every context a test makes without saying: LaMPE composed of ggml ops,
+    or the fused ggml_flash_attn_ext_lampe (use with pytest.mark.usefixtures)."""
+    import llama_driver
+
+    llama_driver.FLASH_ATTN = request.param
+    yield request.param
+    llama_driver.FLASH_ATTN = False
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ _base.ggml_get_data.argtypes, _base.ggml_get_data.restype = [_p], _p
 _base.ggml_nbytes.argtypes, _base.ggml_nbytes.restype = [_p], ctypes.c_size_t
 _base.ggml_new_graph.argtypes, _base.ggml_new_graph.restype = [_p], _p
 _base.ggml_build_forward_expand.argtypes, _base.ggml_build_forward_expand.restype = [_p, _p], None
-_base.ggml_flash_attn_ext_lampe.argtypes = [_p] * 11 + [ctypes.c_float, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_base.ggml_flash_attn_ext_lampe.argtypes = [_p] * 11 + [ctypes.c_float] + [ctypes.c_int] * 4
 _base.ggml_flash_attn_ext_lampe.restype = _p
 _cpu.ggml_graph_compute_with_ctx.argtypes, _cpu.ggml_graph_compute_with_ctx.restype = [_p, _p, ctypes.c_int], ctypes.c_int
 

@@ -144,4 +144,6 @@ def enable_lampe(ctx: Any, *, W: int, S: int, M: int, s: float) -> None:
 def set_lampe_ref(ctx: Any, L: int, seq_id: int = 0) -> None:
     from pylampe import _native
 
-    _native.llama_lampe_set_ref(ctx, seq_id, L)
+    rc = _native.llama_lampe_set_ref(ctx, seq_id, L)
+    if rc != 0:
+        raise RuntimeError(f"llama_lampe_set_ref returned {rc}")

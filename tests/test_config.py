@@ -120,9 +120,10 @@ def test_threshold_rule_is_continuous(name: str) -> None:
         # The reference code jumps from 1536 down to the sigmoid (~1036) at 8192.
         assert math.floor(c.sigmoid[2] / (1 + math.exp(-(c.sigmoid[0] * 8192 + c.sigmoid[1])))) < 1536
         assert mapping_length_at(c, 8191) == mapping_length_at(c, 8192) == 1536
-    ms = [mapping_length_at(c, n) for n in range(1, 200_000, 97)]
+    ns = range(1, 200_000, 97)
+    ms = [mapping_length_at(c, n) for n in ns]
     assert all(a <= b for a, b in zip(ms, ms[1:]))
-    assert all(m >= 1536 for m in ms)
+    assert all(m >= min(1536, n - 1) for n, m in zip(ns, ms))  # M <= L - 1: the cap of short prompts
     a, b, cap = c.sigmoid
     far = 150_000
     assert mapping_length_at(c, far) == max(1536, math.floor(cap / (1 + math.exp(-(a * far + b)))))
@@ -130,7 +131,8 @@ def test_threshold_rule_is_continuous(name: str) -> None:
 
 def test_fixed_mapping_length() -> None:
     c = LampeConfig(mapping_length=1000)
-    assert {mapping_length_at(c, n) for n in (1, 5000, 10**6)} == {1000}
+    assert {mapping_length_at(c, n) for n in (1001, 5000, 10**6)} == {1000}
+    assert [mapping_length_at(c, n) for n in (1, 2, 1000)] == [0, 1, 999]  # capped at L - 1
     assert c.max_mapping_length == 1000
 
 

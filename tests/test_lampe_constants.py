@@ -12,7 +12,7 @@ import pytest
 
 import pylampe  # noqa: F401  (loads our library)
 from pylampe import _native
-from reference.lampe_spec import constants, map_pos, mapping_length
+from reference.lampe_spec import capped, constants, map_pos, mapping_length
 
 LLAMA3 = (1.0493097e-04, -2.4666380, 6204.4093)
 
@@ -61,19 +61,33 @@ def test_sigmoid_mapping_length_by_hand() -> None:
 @pytest.mark.parametrize("W,S", [(16, 4), (32, 2), (64, 10), (1024, 200)])
 def test_matches_reference_on_a_grid(W: int, S: int) -> None:
     for L, M in itertools.product([2 * W, 2 * W + 1, 3 * W + 7, 541, 4096, 12345], [W // 2 + 1, 180, 1536, 6000]):
-        if M >= L:
-            continue
         st = state(L, W, S, M)
+        assert st.n_map == capped(M, L)
         assert (st.r, st.b1, st.b2) == constants(L, W, S, M), (L, W, S, M)
         for p in (0, 1, S, W, L // 2, L - 1, L + 5, 3 * L):
-            assert _native.llama_lampe_map(st, p) == map_pos(p, L, M)
+            assert _native.llama_lampe_map(st, p) == map_pos(p, L, capped(M, L))
+
+
+def test_mapping_length_is_capped_at_L_minus_1() -> None:
+    """M > L - 1 would move keys forward (map(p) > p); M is capped so that map(p) <= p for every p."""
+    st = state(1200, 512, 200, 1536)  # the CLI's --lampe-window 512 --lampe-mapping-length 1536 on a 1.2K prompt
+    assert st.multi_grained and st.n_map == 1199
+    assert all(_native.llama_lampe_map(st, p) == p for p in (0, 1, 600, 1199, 5000))
+    assert (st.r, st.b1, st.b2) == constants(1200, 512, 200, 1199)
+
+
+def test_start_span_beyond_the_prompt() -> None:
+    """S >= L: b2 maps a negative position, rounded down like the reference's integer division."""
+    st = state(40, 16, 45, 24)
+    assert (st.r, st.b1, st.b2) == constants(40, 16, 45, 24)
+    assert _native.llama_lampe_map(st, -6) == map_pos(-6, 40, 24) == -4
 
 
 def test_sigmoid_matches_reference() -> None:
     for L in range(1000, 140000, 997):
         got = _native.llama_lampe_state_init(params(1024, 200, m_min=1536), L).n_map
         # the C side stores a, b, c as float32: allow the rare one-off at an integer boundary
-        assert abs(got - mapping_length(L, *LLAMA3, 1536)) <= 1, L
+        assert abs(got - capped(mapping_length(L, *LLAMA3, 1536), L)) <= 1, L
 
 
 @pytest.mark.parametrize(
@@ -83,6 +97,6 @@ def test_sigmoid_matches_reference() -> None:
 def test_invalid_params_name_the_field(field: str, value: float) -> None:
     p = params(1024, 200)
     setattr(p, field, value)
-    msg = _native.llama_lampe_params_check(p)
+    msg = _native.llama_lampe_params_check(None, p)
     assert msg is not None
     assert field in msg.decode()

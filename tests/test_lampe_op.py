@@ -11,7 +11,7 @@ ignoring the regions misses it by far.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -19,6 +19,7 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
 from ggml_graph import GGML_ROPE_TYPE_NEOX, ggml_graph
+from kv_storage import hadamard, in_blocks
 from reference.lampe_spec import constants, map_pos, region
 
 N_LO = 16  # rows of the rotation table's fine part; small, so that the coarse part is exercised too
@@ -42,6 +43,7 @@ class Case:
     S: int = 4
     M: int = 24
     exact: bool = False  # L < 2W: one region, every key local
+    had: int = 0  # K stored Walsh-Hadamard-rotated in blocks of this size (llama.cpp's quantized K cache)
     threads: int = 2
     holes: float = 0.1  # share of causally visible pairs masked anyway
 
@@ -55,6 +57,8 @@ CASES = {
     "gemm-q8_0-hd128": Case(n_q=5, n_kv=300, n_head=4, n_head_kv=1, d=128, kv="q8_0", neox=True),
     "gemm-f16-k-q8_0-v": Case(n_q=64, n_kv=150, v="q8_0"),
     "gemm-two-streams-odd-heads": Case(n_q=20, n_kv=150, n_head=3, n_head_kv=1, n_stream=2),
+    # the start span reaches into the local window (r + W > L): there the keys are local, and no key is middle
+    "gemm-start-span-in-window": Case(n_q=64, n_kv=90, S=80, M=8),
     # fewer rows (decoding): scores by dot products, keys split across threads
     "dot-two-queries": Case(n_q=2, n_kv=300),
     "dot-decode-split-keys": Case(n_q=1, n_kv=1100, threads=4, M=300),
@@ -62,6 +66,9 @@ CASES = {
     "dot-decode-two-streams-q8_0": Case(n_q=1, n_kv=600, kv="q8_0", n_stream=2, M=200),
     "dot-decode-many-kv-heads": Case(n_q=1, n_kv=600, n_head=16, n_head_kv=8, M=200),
     "dot-decode-neox-partial-rotary": Case(n_q=1, n_kv=700, neox=True, n_rot=32, M=150),
+    # K as llama.cpp stores it quantized: rotated by an orthonormal Hadamard matrix, which middle keys shed
+    "gemm-q8_0-hadamard": Case(n_q=64, n_kv=150, kv="q8_0", had=64),
+    "dot-decode-q8_0-hadamard-hd128": Case(n_q=1, n_kv=600, n_head=4, n_head_kv=1, d=128, kv="q8_0", neox=True, had=128, M=200),
 }
 
 
@@ -115,7 +122,8 @@ def operands(case: Case, seed: int) -> Operands:
     rng = np.random.default_rng(seed)
     ns, nq, nkv, d = case.n_stream, case.n_q, case.n_kv, case.d
     q = rng.standard_normal((3, ns, nq, case.n_head, d))
-    k, k_bytes = stored(rng.standard_normal((ns, nkv, case.n_head_kv, d)), case.kv)
+    k_raw = rng.standard_normal((ns, nkv, case.n_head_kv, d))
+    k, k_bytes = stored(in_blocks(k_raw, hadamard(case.had)) if case.had else k_raw, case.kv)
     v, v_bytes = stored(rng.standard_normal((ns, nkv, case.n_head_kv, d)), case.v or case.kv)
 
     mask = np.full((ns, nq, nkv), -np.inf)
@@ -165,6 +173,8 @@ def reference(case: Case, o: Operands, scale: float, *, regions: bool = True) ->
                 reg = "local" if case.exact or not regions else region(p1, int(p0), o.L[s], case.W, r)
                 which[n] = ("local", "start", "middle").index(reg)
                 if reg == "middle":
+                    if case.had:  # back to the basis of the rotary pairs
+                        keys[n] = in_blocks(keys[n], hadamard(case.had))
                     for pair, (i0, i1) in enumerate(rope_pairs(n_rot, case.neox)):
                         cs, sn = np.cos(-t * o.theta[pair]), np.sin(-t * o.theta[pair])
                         x0, x1 = keys[n, :, i0].copy(), keys[n, :, i1].copy()
@@ -196,7 +206,8 @@ def run_op(case: Case, o: Operands, scale: float) -> np.ndarray:
         q_scale = g.tensor(o.q_scale.astype(np.float32), "f32", (nq, ns))
         rot = g.tensor(o.rot.astype(np.float32), "f32", (n_rot, len(o.rot)))
         out = lib.ggml_flash_attn_ext_lampe(
-            g.ctx, *qs, k, v, mask, k_pos, q_pos, q_scale, rot, scale, n_rot, GGML_ROPE_TYPE_NEOX if case.neox else 0, N_LO
+            g.ctx, *qs, k, v, mask, k_pos, q_pos, q_scale, rot, scale, n_rot, GGML_ROPE_TYPE_NEOX if case.neox else 0, N_LO,
+            case.had,
         )
         return g.compute(out, (ns, nq, nh, d), case.threads).astype(np.float64)
 
@@ -215,6 +226,9 @@ def test_op_matches_numpy(name: str) -> None:
     assert rel_err(got, reference(case, o, scale)) < TOL
     if not case.exact:
         assert rel_err(got, reference(case, o, scale, regions=False)) > 100 * TOL  # regions change the result
+    if case.had:
+        shed = reference(replace(case, had=0), o, scale)
+        assert rel_err(got, shed) > 100 * TOL  # and so does leaving the Hadamard basis
 
 
 def test_cases_cover_every_region() -> None:
@@ -229,4 +243,4 @@ def test_cases_cover_every_region() -> None:
             for i in range(case.n_q):
                 for c in np.flatnonzero(o.mask[s, i] == 0.0):
                     seen.add(region(int(o.positions[s, i]), int(o.k_pos[s, c, 0]), o.L[s], case.W, r))
-        assert seen == {"local", "start", "middle"}, name
+        assert seen == ({"local", "start"} if case.S + case.W > case.n_kv else {"local", "start", "middle"}), name

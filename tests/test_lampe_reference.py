@@ -28,16 +28,10 @@ W, S, M = 16, 4, 24
 ATTN_FACTOR = 0.1 * np.log(2.0) + 1.0
 
 # max |a - b| / max |b| over all logits; LaMPE computes in F32 with an F32 KV cache, flash attention or not
+pytestmark = pytest.mark.usefixtures("lampe_path")
+
 TOL = {("f32", False): 1e-4, ("f16", False): 5e-3, ("f32", True): 1e-4, ("f16", True): 5e-3, ("q8_0", True): 1e-1}
 # q8_0 K/V quantization alone costs ~4e-2 with plain attention on this model
-
-
-@pytest.fixture(autouse=True, params=[False, True], ids=["ops", "fused"])
-def lampe_path(request: pytest.FixtureRequest) -> Iterator[bool]:
-    """Flash attention off or on for every context a test makes without saying."""
-    llama_driver.FLASH_ATTN = request.param
-    yield request.param
-    llama_driver.FLASH_ATTN = False
 
 
 def rel_err(got: np.ndarray, want: np.ndarray, *, record: bool = True) -> float:
@@ -201,6 +195,7 @@ def test_after_removing_the_tail_of_a_sequence(tiny_llama_f32: Path, ref_llama: 
         set_lampe_ref(ctx, 100)
         decode(ctx, first, batch_size=50)
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, 60, -1)
+        set_lampe_ref(ctx, 100)  # an edit resets L: the new prompt sets it again
         got = decode(ctx, other, batch_size=40, pos0=60)
     want = ref_llama.logits(tokens, lampe=LampeArgs(100, W, S, M, ATTN_FACTOR))[60:]
     assert rel_err(got, want) < TOL[("f32", False)]
@@ -216,6 +211,7 @@ def test_after_copying_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) ->
         set_lampe_ref(ctx, 120, seq_id=1)
         decode(ctx, shared, batch_size=70, seq_id=0)
         llama_cpp.llama_memory_seq_cp(llama_cpp.llama_get_memory(ctx), 0, 1, -1, -1)
+        set_lampe_ref(ctx, 120, seq_id=1)  # the copy edited sequence 1, which reset its L
         got_b = decode(ctx, tail_b, batch_size=50, pos0=70, seq_id=1)
         got_a = decode(ctx, tail_a + tail_b[:20], batch_size=50, pos0=70, seq_id=0)
     want_b = ref_llama.logits(shared + tail_b, lampe=args)[70:]

@@ -12,8 +12,13 @@ Region = Literal["local", "start", "middle"]
 
 
 def mapping_length(L: int, a: float, b: float, c: float, m_min: int) -> int:
-    """M(L) = max(m_min, floor(c / (1 + exp(-(a*L + b)))))."""
+    """M(L) = max(m_min, floor(c / (1 + exp(-(a*L + b))))), as the spec writes it (see capped())."""
     return max(m_min, math.floor(c / (1.0 + math.exp(-(a * L + b)))))
+
+
+def capped(M: int, L: int) -> int:
+    """pylampe's rule where the spec is silent: M <= L - 1, so that map(p) <= p (compression, never expansion)."""
+    return min(M, L - 1)
 
 
 def map_pos(p: int, L: int, M: int) -> int:
@@ -28,6 +33,7 @@ class Constants(NamedTuple):
 
 
 def constants(L: int, W: int, S: int, M: int) -> Constants:
+    M = capped(M, L)
     # r: last index of the map-group that contains S.
     r = S
     while r + 1 < L and map_pos(r, L, M) == map_pos(r + 1, L, M):
@@ -51,6 +57,7 @@ def rotary_positions(i: int, j: int, L: int, W: int, S: int, M: int) -> tuple[in
     if L < 2 * W:  # short prompt: plain causal attention
         return i, j
     c = constants(L, W, S, M)
+    M = capped(M, L)
     reg = region(i, j, L, W, c.r)
     if reg == "local":
         return i, j

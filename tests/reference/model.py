@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from .lampe_spec import constants, map_pos
+from .lampe_spec import capped, constants, map_pos
+
+if TYPE_CHECKING:
+    from kv_storage import KvStorage
 
 NEOX_ARCHS = {"qwen2"}
 
@@ -58,12 +61,16 @@ def _rope(x: np.ndarray, pos: np.ndarray, base: float, n_rot: int, neox: bool) -
 
 
 def region_positions(n: int, lampe: LampeArgs | None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per region: (mask [n, n] of causal pairs in it, query positions [n], key positions [n])."""
+    """Per region: (mask [n, n] of causal pairs in it, query positions [n], key positions [n]).
+
+    The regions come in the order local, start, middle (or one, plain causal attention); the first two
+    score the keys at their exact positions, as cached.
+    """
     i = np.arange(n)
     causal = i[None, :] <= i[:, None]
     if lampe is None or lampe.L < 2 * lampe.W:
         return [(causal, i, i)]
-    L, W, M = lampe.L, lampe.W, lampe.M
+    L, W, M = lampe.L, lampe.W, capped(lampe.M, lampe.L)
     r, b1, b2 = constants(L, W, lampe.S, M)
     I, J = i[:, None], i[None, :]
     local = causal & (I - J <= W)
@@ -97,7 +104,8 @@ class Reference:
         self.n_vocab, self.n_embd = self.t["token_embd.weight"].shape
         self.head_dim = self.n_embd // self.n_head
 
-    def _attention(self, il: int, h: np.ndarray, lampe: LampeArgs | Sequence[LampeArgs] | None) -> np.ndarray:
+    def _attention(self, il: int, h: np.ndarray, lampe: LampeArgs | Sequence[LampeArgs] | None,
+                   kv: KvStorage | None) -> np.ndarray:
         t, p, n, hd = self.t, f"blk.{il}.", len(h), self.head_dim
 
         def proj(name: str, heads: int) -> np.ndarray:
@@ -107,6 +115,11 @@ class Reference:
             return y.reshape(n, heads, hd)
 
         q, k, v = proj("attn_q", self.n_head), proj("attn_k", self.n_head_kv), proj("attn_v", self.n_head_kv)
+        # the cache holds keys rotated at their exact positions; regions rotate them further from there
+        pos = np.arange(n)
+        k = _rope(k, pos, self.rope_base, self.n_rot, self.neox)
+        if kv is not None:
+            k, v = kv.k(k), kv.v(v)
         # GQA: query head h reads kv head h // group.
         group = self.n_head // self.n_head_kv
         k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
@@ -117,29 +130,35 @@ class Reference:
         for args in dict.fromkeys(rows_args):
             rows = np.array([a == args for a in rows_args])
             s2 = 1.0 if args is None else args.s * args.s
-            for mask, q_pos, k_pos in region_positions(n, args):
+            for ir, (mask, q_pos, k_pos) in enumerate(region_positions(n, args)):
                 qr = _rope(q, q_pos, self.rope_base, self.n_rot, self.neox)
-                kr = _rope(k, k_pos, self.rope_base, self.n_rot, self.neox)
-                kq = np.einsum("ihd,jhd->hij", qr, kr) * s2
+                kr = _rope(k, k_pos - pos, self.rope_base, self.n_rot, self.neox)
+                if kv is not None and ir < 2:  # local and start pairs multiply the cached keys themselves
+                    qr = kv.q(qr)
+                kq = np.matmul(qr.transpose(1, 0, 2), kr.transpose(1, 2, 0)) * s2  # [h, i, j]
                 scores = np.where((mask & rows[:, None])[None], kq, scores)
         scores /= np.sqrt(hd)
         scores -= scores.max(axis=-1, keepdims=True)
         w = np.exp(scores)
         w /= w.sum(axis=-1, keepdims=True)
-        o = np.einsum("hij,jhd->ihd", w, v).reshape(n, self.n_embd)
+        if kv is not None:
+            w = kv.weights(w)
+        o = np.matmul(w, v.transpose(1, 0, 2)).transpose(1, 0, 2).reshape(n, self.n_embd)
         return o @ t[p + "attn_output.weight"].T
 
-    def logits(self, tokens: list[int], *, lampe: LampeArgs | Sequence[LampeArgs] | None = None) -> np.ndarray:
+    def logits(self, tokens: list[int], *, lampe: LampeArgs | Sequence[LampeArgs] | None = None,
+               kv: KvStorage | None = None) -> np.ndarray:
         """Logits [n_tokens, n_vocab] for tokens at positions 0..n-1 of one sequence.
 
         lampe may give one LampeArgs per token: a chat's earlier turn was evaluated
         with its own (smaller) reference length, and its cached keys keep that.
+        kv: what the KV cache does to K and V (None: they are read as computed).
         """
         t = self.t
         x = t["token_embd.weight"][np.asarray(tokens)]
         for il in range(self.n_layer):
             p = f"blk.{il}."
-            x = x + self._attention(il, _rms_norm(x, t[p + "attn_norm.weight"], self.eps), lampe)
+            x = x + self._attention(il, _rms_norm(x, t[p + "attn_norm.weight"], self.eps), lampe, kv)
             h = _rms_norm(x, t[p + "ffn_norm.weight"], self.eps)
             ff = _silu(h @ t[p + "ffn_gate.weight"].T) * (h @ t[p + "ffn_up.weight"].T)
             x = x + ff @ t[p + "ffn_down.weight"].T
