@@ -1,0 +1,221 @@
+"""What LaMPE does with sequence edits and with what it cannot run: reset or refuse, never abort.
+
+- L describes a sequence as it was when set: clearing the memory, removing or copying cells into the
+  sequence or loading a state resets L (exact attention) until llama_lampe_set_ref sets it again;
+  removing nothing (what llama-cpp-python does before every eval) keeps it.
+- llama.cpp returns an error for positions outside [0, n_ctx), non-causal attention, parameters out of
+  range, a span M + W + S beyond the trained context, and sequences that share cells or tokens in one
+  ubatch but map them differently; the context stays usable afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from llama_driver import decode, enable_lampe, llama_cpp, loaded_model, new_context, set_lampe_ref
+from reference.model import LampeArgs, Reference
+from test_lampe_reference import ATTN_FACTOR, TOL, M, S, W, prompt, rel_err
+
+from pylampe import _native
+
+pytestmark = pytest.mark.usefixtures("lampe_path")
+
+F32 = TOL[("f32", False)]
+
+
+def exact_tol(flash_attn: bool) -> float:
+    """Rows in exact (upstream) attention: upstream's flash attention reads an F32 cache as F16."""
+    return TOL[("f16", True)] if flash_attn else F32
+
+
+def args(L: int) -> LampeArgs:
+    return LampeArgs(L, W, S, M, ATTN_FACTOR)
+
+
+@pytest.fixture(scope="module")
+def ref(tiny_llama_f32: Path) -> Reference:
+    return Reference(tiny_llama_f32)
+
+
+@contextmanager
+def lampe_context(path: Path, **kw: Any) -> Iterator[Any]:
+    with loaded_model(path) as model, new_context(model, **kw) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        yield ctx
+
+
+def n_ref(ctx: Any, seq_id: int = 0) -> int:
+    return _native.llama_lampe_get_state(ctx, seq_id).n_ref
+
+
+def memory(ctx: Any) -> Any:
+    return llama_cpp.llama_get_memory(ctx)
+
+
+# --- edits --------------------------------------------------------------------------------------------------
+
+
+def test_clear_resets_L(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
+    other = prompt(40, seed=21)
+    with lampe_context(tiny_llama_f32) as ctx:
+        set_lampe_ref(ctx, 100)
+        decode(ctx, prompt(100, seed=20), batch_size=50)
+        llama_cpp.llama_memory_clear(memory(ctx), True)
+        assert n_ref(ctx) == 0
+        got = decode(ctx, other, batch_size=40)
+    assert rel_err(got, ref.logits(other)) < exact_tol(lampe_path)
+    assert rel_err(got, ref.logits(other, lampe=args(100)), record=False) > 1e-1  # a stale L would show
+
+
+def test_removing_the_tail_resets_L(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
+    first, other = prompt(100, seed=22), prompt(40, seed=23)
+    with lampe_context(tiny_llama_f32) as ctx:
+        set_lampe_ref(ctx, 100)
+        decode(ctx, first, batch_size=50)
+        llama_cpp.llama_memory_seq_rm(memory(ctx), 0, 60, -1)
+        assert n_ref(ctx) == 0
+        got = decode(ctx, other, batch_size=40, pos0=60)
+    # the first 60 cells keep what L = 100 made of them; the new tokens see exact attention
+    want = ref.logits(first[:60] + other, lampe=[args(100)] * 60 + [None] * 40)[60:]
+    assert rel_err(got, want) < exact_tol(lampe_path)
+    stale = ref.logits(first[:60] + other, lampe=args(100))[60:]
+    assert rel_err(got, stale, record=False) > 1e-1
+
+
+def test_removing_nothing_keeps_L(tiny_llama_f32: Path, ref: Reference) -> None:
+    """llama-cpp-python removes the cells past n_tokens before every eval: usually none."""
+    tokens = prompt(110, seed=24)
+    with lampe_context(tiny_llama_f32) as ctx:
+        set_lampe_ref(ctx, 100)
+        first = decode(ctx, tokens[:100], batch_size=50)
+        llama_cpp.llama_memory_seq_rm(memory(ctx), -1, 100, -1)
+        assert n_ref(ctx) == 100
+        generated = decode(ctx, tokens[100:], batch_size=1, pos0=100)
+    assert rel_err(np.concatenate([first, generated]), ref.logits(tokens, lampe=args(100))) < F32
+
+
+def test_copying_into_a_sequence_resets_its_L(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
+    shared, tail = prompt(70, seed=25), prompt(30, seed=26)
+    with lampe_context(tiny_llama_f32, n_ctx=512, n_seq_max=2, kv_unified=True) as ctx:
+        set_lampe_ref(ctx, 100, seq_id=0)
+        set_lampe_ref(ctx, 100, seq_id=1)
+        decode(ctx, shared, batch_size=70, seq_id=0)
+        llama_cpp.llama_memory_seq_cp(memory(ctx), 0, 1, -1, -1)
+        assert (n_ref(ctx, 0), n_ref(ctx, 1)) == (100, 0)
+        got = decode(ctx, tail, batch_size=30, pos0=70, seq_id=1)
+    want = ref.logits(shared + tail, lampe=[args(100)] * 70 + [None] * 30)[70:]
+    assert rel_err(got, want) < exact_tol(lampe_path)
+
+
+def test_loading_a_state_resets_L(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
+    first, other = prompt(100, seed=27), prompt(40, seed=28)
+    with lampe_context(tiny_llama_f32) as ctx:
+        set_lampe_ref(ctx, 100)
+        decode(ctx, first[:60], batch_size=60)
+        size = llama_cpp.llama_state_get_size(ctx)
+        state = (ctypes.c_uint8 * size)()
+        assert llama_cpp.llama_state_get_data(ctx, state, size) == size
+        decode(ctx, first[60:], batch_size=40, pos0=60)
+        assert llama_cpp.llama_state_set_data(ctx, state, size) == size
+        assert n_ref(ctx) == 0
+        exact = decode(ctx, other, batch_size=40, pos0=60)
+        llama_cpp.llama_memory_seq_rm(memory(ctx), 0, 60, -1)
+        set_lampe_ref(ctx, 100)  # the caller sets L again for its next prompt
+        again = decode(ctx, other, batch_size=40, pos0=60)
+    tokens = first[:60] + other
+    assert rel_err(exact, ref.logits(tokens, lampe=[args(100)] * 60 + [None] * 40)[60:]) < exact_tol(lampe_path)
+    assert rel_err(again, ref.logits(tokens, lampe=args(100))[60:]) < F32
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+
+
+def decode_fails(ctx: Any, tokens: list[int], **kw: Any) -> bool:
+    try:
+        decode(ctx, tokens, **kw)
+    except RuntimeError as e:
+        return "llama_decode returned" in str(e)
+    return False
+
+
+def test_positions_beyond_the_context_are_refused(tiny_llama_f32: Path, ref: Reference) -> None:
+    tokens = prompt(50, seed=29)
+    with lampe_context(tiny_llama_f32, n_ctx=256) as ctx:
+        set_lampe_ref(ctx, 50)
+        assert decode_fails(ctx, tokens, batch_size=50, pos0=230)  # positions 230..279 >= n_ctx
+        got = decode(ctx, tokens, batch_size=50)  # the context still works
+    assert rel_err(got, ref.logits(tokens, lampe=args(50))) < F32
+
+
+def test_positions_shifted_beyond_the_context_are_refused(tiny_llama_f32: Path) -> None:
+    with lampe_context(tiny_llama_f32, n_ctx=256) as ctx:
+        set_lampe_ref(ctx, 100)
+        decode(ctx, prompt(100, seed=30), batch_size=50)
+        llama_cpp.llama_memory_seq_add(memory(ctx), 0, 0, -1, 200)  # cells now at 200..299
+        set_lampe_ref(ctx, 120)  # the shift reset L; set again, LaMPE would meet positions past n_ctx
+        assert decode_fails(ctx, prompt(5, seed=31), batch_size=5, pos0=300)
+
+
+def test_non_causal_attention_is_refused(tiny_llama_f32: Path) -> None:
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        llama_cpp.llama_set_causal_attn(ctx, False)
+        params = _native.llama_lampe_default_params()
+        params.n_window, params.n_start, params.n_map = W, S, M
+        assert _native.llama_lampe_enable(ctx, params) == -3
+        llama_cpp.llama_set_causal_attn(ctx, True)
+        assert _native.llama_lampe_enable(ctx, params) == 0
+        set_lampe_ref(ctx, 50)
+        llama_cpp.llama_set_causal_attn(ctx, False)  # switched off after LaMPE was enabled
+        assert decode_fails(ctx, prompt(50, seed=32), batch_size=50)
+
+
+def test_reference_length_out_of_range(tiny_llama_f32: Path) -> None:
+    with loaded_model(tiny_llama_f32) as model, new_context(model, n_ctx=256) as ctx:
+        assert _native.llama_lampe_set_ref(ctx, 0, 10) == -1  # LaMPE not enabled
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        assert _native.llama_lampe_set_ref(ctx, 0, 256) == 0
+        for seq_id, L in [(0, 257), (0, -1), (1, 10), (-1, 10)]:
+            assert _native.llama_lampe_set_ref(ctx, seq_id, L) == -2, (seq_id, L)
+
+
+def test_span_beyond_the_trained_context_is_refused(tiny_llama_f32: Path) -> None:
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        params = _native.llama_lampe_default_params()
+        params.n_window, params.n_start, params.n_map = W, S, 64 - W - S  # M + W + S = T
+        why = _native.llama_lampe_params_check(model, params)
+        assert why is not None and b"trained context 64" in why
+        assert _native.llama_lampe_enable(ctx, params) == -2
+        params.n_map -= 1
+        assert _native.llama_lampe_params_check(model, params) is None
+        assert _native.llama_lampe_enable(ctx, params) == 0
+
+
+def test_shared_cells_mapped_differently_are_refused(tiny_llama_f32: Path, ref: Reference) -> None:
+    """A prefix shared by two sequences with different L: one ubatch cannot rotate its cells both ways."""
+    shared, tail_a, tail_b = prompt(70, seed=33), prompt(30, seed=34), prompt(10, seed=35)
+    with lampe_context(tiny_llama_f32, n_ctx=512, n_seq_max=2, kv_unified=True) as ctx:
+        set_lampe_ref(ctx, 100, seq_id=0)
+        decode(ctx, shared, batch_size=70, seq_id=0)
+        llama_cpp.llama_memory_seq_cp(memory(ctx), 0, 1, -1, -1)
+        set_lampe_ref(ctx, 80, seq_id=1)
+        batch = llama_cpp.llama_batch_init(2, 0, 1)
+        try:
+            batch.n_tokens = 2
+            for k, (tok, pos, seq) in enumerate([(tail_a[0], 70, 0), (tail_b[0], 70, 1)]):
+                batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.seq_id[k][0], batch.logits[k] = tok, pos, 1, seq, True
+            assert llama_cpp.llama_decode(ctx, batch) != 0
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        # apart, each sequence sees the shared cells with its own mapping
+        got_a = decode(ctx, tail_a, batch_size=30, pos0=70, seq_id=0)
+        got_b = decode(ctx, tail_b, batch_size=10, pos0=70, seq_id=1)
+    assert rel_err(got_a, ref.logits(shared + tail_a, lampe=args(100))[70:]) < F32
+    want_b = ref.logits(shared + tail_b, lampe=[args(100)] * 70 + [args(80)] * 10)[70:]
+    assert rel_err(got_b, want_b) < F32
