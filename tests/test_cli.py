@@ -174,3 +174,46 @@ def test_default_model_completes() -> None:
     run = pylampe("generate", "-p", "The capital of France is", "-n", "6")
     assert run.returncode == 0, run.stderr
     assert "Paris" in run.stdout
+
+
+def _document(n_words: int) -> str:
+    words = ("the crew of the station read the logs again while the ship drifted past the moon and nobody "
+             "spoke of the signal that had woken them").split()
+    return " ".join(words[i % len(words)] for i in range(n_words))
+
+
+def test_mapping_length_beyond_the_prompt_runs(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    """M > L - 1 with LaMPE inside the window: M is capped at L - 1 (it used to abort in the fused op)."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text(_document(12))
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-f", str(doc), "-n", "4", "-v", "--no-progress",
+                  "--lampe-within-window", "lampe", "--lampe-window", "16", "--lampe-mapping-length", "46")
+    assert run.returncode == 0, run.stderr
+    state = next(line for line in run.stderr.splitlines() if line.startswith("lampe: "))
+    L = int(re.search(r" L=(\d+)", state).group(1))
+    assert 32 <= L <= 46 and f" M={L - 1} " in state  # L >= 2W, so multi-grained, with M = L - 1
+
+
+@pytest.mark.smollm
+def test_issue_13_window_512_mapping_1536(tmp_path: Path) -> None:
+    """The first command of issue 13: ~1.2K tokens, W = 512, M = 1536 inside the window (exit 134 before)."""
+    _smollm()
+    doc = tmp_path / "doc.txt"
+    doc.write_text(_document(1100))
+    run = pylampe("generate", "-f", str(doc), "-p", "Summary:", "-n", "4", "--lampe-within-window", "lampe",
+                  "--lampe-window", "512", "--lampe-mapping-length", "1536", "-v", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"lampe: T=8192 L=(\d+) M=(\d+) W=512 ", run.stderr)
+
+
+@pytest.mark.smollm
+def test_issue_13_quantized_cache_on_30_layers(tmp_path: Path) -> None:
+    """The second command of issue 13 (q8_0 K and V; the graph of SmolLM2's 30 layers outgrew its context),
+    at the ~2.7K tokens where --lampe-within-window lampe aborted too; the fused op reads the quantized K."""
+    _smollm()
+    doc = tmp_path / "doc.txt"
+    doc.write_text(_document(2300))
+    run = pylampe("generate", "-f", str(doc), "-p", "Summary:", "-n", "2", "--cache-type-k", "q8_0",
+                  "--cache-type-v", "q8_0", "--lampe-within-window", "lampe", "-v", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "LaMPE flash attention (ggml_flash_attn_ext_lampe) enabled" in run.stderr
