@@ -25,10 +25,26 @@ def test_bench_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:
         assert r["flash_attn"] is True
     assert records[0]["kv_mib"] == records[1]["kv_mib"]  # LaMPE keeps the KV cache of plain attention
     rows = run.stdout.splitlines()[2:]
-    assert rows[0].split("|")[3].strip() == "none" and "x, " in rows[1]  # the ratio to plain
+    assert rows[0].split("|")[4].strip() == "none" and "x, " in rows[1]  # the ratio to plain
     again = pylampe(*args)
     assert again.returncode == 0 and again.stdout == run.stdout
     assert len(out.read_text().splitlines()) == 2  # nothing measured again
+
+
+def test_bench_memory_only(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    """Buffers of a context too long to evaluate: sized without a prefill, LaMPE's compute against plain's."""
+    out = tmp_path / "bench.jsonl"
+    run = pylampe("bench", "-m", str(tiny_llama_f32), "--length", "4T", "--method", "none,lampe", "--memory-only",
+                  "--flash-attn", "off", "--cache-type-k", "q8_0", "-t", "2", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in records:
+        assert r["prefill_tok_s"] is None and r["decode_tok_s"] is None and r["memory_only"]
+        assert (r["type_k"], r["type_v"], r["flash_attn"]) == ("q8_0", "f16", False)
+        assert r["compute_mib"] > 0
+    lampe_row = run.stdout.splitlines()[3].split("|")
+    assert lampe_row[3].strip() == "q8_0/f16, no FA" and lampe_row[5].strip() == "-"
+    assert lampe_row[10].strip().endswith("x")  # compute buffer against plain attention's
 
 
 def test_bench_refuses_self_extend(tiny_llama_f32: Path, tmp_path: Path) -> None:
@@ -47,5 +63,7 @@ def test_buffers_from_the_log() -> None:
 def test_table_ratios() -> None:
     base = {"model": "m", "tokens": 8, "method": "none", "prefill_tok_s": 100.0, "decode_tok_s": 10.0,
             "kv_mib": 1.0, "compute_mib": 2.0, "peak_rss_mib": 3.0}
-    other = dict(base, method="lampe", prefill_tok_s=90.0, decode_tok_s=5.0)
-    assert "| 0.90x, 0.50x |" in table([base, other])
+    other = dict(base, method="lampe", prefill_tok_s=90.0, decode_tok_s=5.0, compute_mib=3.0)
+    assert "| 0.90x, 0.50x | 1.0 | 3.0 | 1.50x |" in table([base, other])
+    q8 = dict(other, type_k="q8_0")  # another cache: no plain row to compare with
+    assert table([base, q8]).splitlines()[-1].count("x") == 0

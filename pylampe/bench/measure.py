@@ -29,8 +29,10 @@ class Measurement:
     n_gen: int
     threads: Optional[int]
     flash_attn: bool
-    prefill_tok_s: float
-    decode_tok_s: float
+    type_k: str
+    type_v: str
+    prefill_tok_s: Optional[float]
+    decode_tok_s: Optional[float]
     kv_mib: float
     compute_mib: float
     peak_rss_mib: float
@@ -49,7 +51,19 @@ def _buffers(log: List[str]) -> Dict[str, float]:
     return {kind: sum(v for (_, k), v in last.items() if k == kind) for kind in ("KV", "compute")}
 
 
-def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[str, Any], seed: int) -> Dict[str, Any]:
+def _type_name(ggml_type: int) -> str:
+    """ggml's name of a type ("f16", "q8_0"), as --cache-type-k/-v spell it."""
+    import ctypes
+
+    from .._native import LIB_DIR
+
+    lib = ctypes.CDLL(str(LIB_DIR / "libggml-base.so"))
+    lib.ggml_type_name.argtypes, lib.ggml_type_name.restype = [ctypes.c_int], ctypes.c_char_p
+    return lib.ggml_type_name(ggml_type).decode()
+
+
+def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[str, Any], seed: int,
+         memory_only: bool) -> Dict[str, Any]:
     import ctypes
 
     import numpy as np
@@ -75,16 +89,22 @@ def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[st
     llm = runtime.load(setup, tokens + n_gen + 16)
     prompt = np.random.default_rng(seed).integers(100, llm.n_vocab(), size=tokens).tolist()
 
-    t0 = time.perf_counter()
-    t1 = t0
-    n = 0
-    for _ in llm.generate(prompt, temp=0.0):
-        n += 1
-        if n == 1:
-            t1 = time.perf_counter()  # prompt evaluated, first token sampled
-        if n == n_gen + 1:
-            break
-    t2 = time.perf_counter()
+    prefill = decode = None
+    if memory_only:
+        # the first decode reserves the compute buffers for the worst case of the whole context
+        llm.eval(prompt[:1])
+    else:
+        t0 = time.perf_counter()
+        t1 = t0
+        n = 0
+        for _ in llm.generate(prompt, temp=0.0):
+            n += 1
+            if n == 1:
+                t1 = time.perf_counter()  # prompt evaluated, first token sampled
+            if n == n_gen + 1:
+                break
+        t2 = time.perf_counter()
+        prefill, decode = round(tokens/(t1 - t0), 2), round(n_gen/(t2 - t1), 2)
     llm.close()
     runtime.close()
 
@@ -92,7 +112,9 @@ def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[st
     return Measurement(
         model=Path(model).name, method=method, tokens=tokens, n_gen=n_gen,
         threads=llama_kwargs.get("n_threads"), flash_attn=bool(llama_kwargs.get("flash_attn")),
-        prefill_tok_s=round(tokens/(t1 - t0), 2), decode_tok_s=round(n_gen/(t2 - t1), 2),
+        type_k=_type_name(llama_kwargs.get("type_k", llama_cpp.GGML_TYPE_F16)),
+        type_v=_type_name(llama_kwargs.get("type_v", llama_cpp.GGML_TYPE_F16)),
+        prefill_tok_s=prefill, decode_tok_s=decode,
         kv_mib=buffers["KV"], compute_mib=buffers["compute"],
         peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, 1),
         params=setup.params,
@@ -107,15 +129,18 @@ def _child(queue: Any, *args: Any) -> None:
 
 
 def measure(model: str, method: str, tokens: int, *, n_gen: int, llama_kwargs: Dict[str, Any],
-            seed: int = 0) -> Dict[str, Any]:
+            seed: int = 0, memory_only: bool = False) -> Dict[str, Any]:
     """Run one measurement in a child process and return its record.
+
+    memory_only: evaluate one token instead of timing the prompt (speeds None): the buffers are
+    reserved for the whole context anyway, so lengths too long to evaluate can be sized.
 
     Raises:
         RuntimeError: the child failed (the message says why) or died.
     """
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, model, method, tokens, n_gen, llama_kwargs, seed))
+    proc = ctx.Process(target=_child, args=(queue, model, method, tokens, n_gen, llama_kwargs, seed, memory_only))
     proc.start()
     try:
         status, value = queue.get()

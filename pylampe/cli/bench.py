@@ -44,6 +44,9 @@ def add_parser(subparsers: Any) -> None:
                    help="records, appended and resumed (default: bench.jsonl)")
     p.add_argument("-b", "--batch-size", type=_int_at_least(1), default=512, metavar="N",
                    help="tokens per llama_decode call (default: 512)")
+    p.add_argument("--memory-only", action="store_true",
+                   help="report the KV and compute buffers without timing: evaluate one token (the buffers "
+                   "are reserved for the whole context anyway), for lengths too long to evaluate")
     add_runtime_args(p)
     p.set_defaults(run=run)
 
@@ -72,15 +75,19 @@ def run(args: argparse.Namespace) -> int:
     lengths: List[int] = list(dict.fromkeys(
         round(v * t) if in_t else int(v) for v, in_t in (args.length or _list_of(_length)("1T,2T,4T"))))
 
-    records = Records(args.output, ("model", "method", "tokens", "n_gen", "threads", "flash_attn"))
+    records = Records(args.output, ("model", "method", "tokens", "n_gen", "threads", "flash_attn", "type_k",
+                                    "type_v", "memory_only"))
     done = []
     for tokens in lengths:
         for method in methods:
             key = {"model": model.name, "method": method.label, "tokens": tokens, "n_gen": args.n_gen,
-                   "threads": kwargs["n_threads"], "flash_attn": kwargs["flash_attn"]}
+                   "threads": kwargs["n_threads"], "flash_attn": kwargs["flash_attn"],
+                   "type_k": args.cache_type_k, "type_v": args.cache_type_v, "memory_only": args.memory_only}
             if key not in records:
                 try:
-                    records.add(measure(str(model), method.label, tokens, n_gen=args.n_gen, llama_kwargs=kwargs))
+                    record = measure(str(model), method.label, tokens, n_gen=args.n_gen, llama_kwargs=kwargs,
+                                     memory_only=args.memory_only)
+                    records.add({**record, "memory_only": args.memory_only})
                 except RuntimeError as e:
                     raise CliError(f"{method.label} at {tokens} tokens: {e}") from None
             done.append(key)
