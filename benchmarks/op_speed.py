@@ -4,7 +4,7 @@
     python benchmarks/op_speed.py --kv 16384 --queries 1 512 --threads 2
 
 Shapes default to SmolLM2-135M's attention (9 query heads, 3 KV heads,
-head size 64, F16 K/V); the LaMPE operands are those of a sequence of
+head size 64, F16 K/V; --kv-type q8_0 --hadamard 64 for a quantized cache); the LaMPE operands are those of a sequence of
 --kv tokens with W = 1024, S = 200 and M from the default sigmoid, so most
 keys are in the middle region. Prints ms per call and the ratio.
 """
@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gguf import GGMLQuantizationType
+from gguf.quants import quantize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from ggml_graph import GGML_ROPE_TYPE_NEOX, _base, _cpu, ggml_graph  # noqa: E402
@@ -40,9 +42,10 @@ def run(args: argparse.Namespace, n_q: int) -> tuple[float, float]:
         qs = [perm(g.tensor(rng.standard_normal((n_q, nh, d)).astype(np.float32), "f32", (d, nh, n_q)))
               for _ in range(3)]
         # K and V of every layer apart, as in a model: nothing stays in cache from one call to the next
-        kv = rng.standard_normal((nkv, nhk, d)).astype(np.float16)
-        ks = [perm(g.tensor(kv, "f16", (d, nhk, nkv))) for _ in range(args.repeat)]
-        vs = [perm(g.tensor(kv, "f16", (d, nhk, nkv))) for _ in range(args.repeat)]
+        kv = rng.standard_normal((nkv, nhk, d)).astype(np.float32)
+        kv = quantize(kv, GGMLQuantizationType.Q8_0).tobytes() if args.kv_type == "q8_0" else kv.astype(np.float16)
+        ks = [perm(g.tensor(kv, args.kv_type, (d, nhk, nkv))) for _ in range(args.repeat)]
+        vs = [perm(g.tensor(kv, args.kv_type, (d, nhk, nkv))) for _ in range(args.repeat)]
         pos_q = np.arange(L - n_q, L)
         mask = np.where(np.arange(nkv)[None, :] <= pos_q[:, None], 0.0, -np.inf).astype(np.float16)
         m = g.tensor(mask, "f16", (nkv, n_q))
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace, n_q: int) -> tuple[float, float]:
         ops = {
             "plain": lambda i: lib.ggml_flash_attn_ext(g.ctx, qs[0], ks[i], vs[i], m, scale, 0.0, 0.0),
             "lampe": lambda i: lib.ggml_flash_attn_ext_lampe(g.ctx, *qs, ks[i], vs[i], m, k_pos, q_pos, q_scale,
-                                                             rot, scale, d, 0, n_lo, 0),
+                                                             rot, scale, d, 0, n_lo, args.hadamard),
         }
         for name in ("plain", "lampe"):
             # one graph of --repeat independent nodes, like the layers of a model: one thread start per graph
@@ -78,6 +81,9 @@ def main() -> int:
     ap.add_argument("--kv-heads", type=int, default=3)
     ap.add_argument("--head-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kv-type", choices=("f16", "q8_0"), default="f16", help="K and V type (default: f16)")
+    ap.add_argument("--hadamard", type=int, default=0, metavar="N",
+                    help="K stored Hadamard-rotated in blocks of N, as llama.cpp stores quantized K (default: 0)")
     ap.add_argument("--repeat", type=int, default=30, help="op calls per graph (layers)")
     args = ap.parse_args()
     print("| queries | keys | plain ms | LaMPE ms | LaMPE / plain time |\n|---|---|---|---|---|")
