@@ -109,6 +109,11 @@ def test_unreadable_document(tiny_llama_f32: Path, tmp_path: Path) -> None:
     assert_one_error(run, 1, "cannot read .*missing.txt")
 
 
+def test_quantized_v_needs_flash_attention(tiny_llama_f32: Path) -> None:
+    run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hi", "--cache-type-v", "q8_0", "--flash-attn", "off")
+    assert_one_error(run, 2, "--cache-type-v q8_0 needs flash attention")
+
+
 def test_invalid_lampe_combination(tiny_llama_f32: Path) -> None:
     run = pylampe("generate", "-m", str(tiny_llama_f32), "-p", "hi", "--lampe-window", "60")
     assert_one_error(run, 2, "must stay below the trained context T = 64")

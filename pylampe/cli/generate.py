@@ -209,6 +209,8 @@ def add_runtime_args(group: Any) -> None:
 def runtime_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     """The ``llama_cpp.Llama`` keyword arguments of ``add_runtime_args``'s flags."""
     flash = args.flash_attn == "on"
+    if not flash and args.cache_type_v not in ("f32", "f16"):
+        raise UsageError(f"--cache-type-v {args.cache_type_v} needs flash attention: drop --flash-attn off")
     return dict(
         n_threads=args.threads, n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers,
         flash_attn=flash, type_k=CACHE_TYPES[args.cache_type_k],
