@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Decode speed of LaMPE against upstream attention on one KV cache, in alternating segments.
 
-    python benchmarks/decode_ab.py --tokens 16384 --reps 6 --segment 16 -t 2
+    python benchmarks/decode_ab.py --tokens 16384 --reps 6 --segment 16 -t 2 [--cache-type q8_0]
 
 One prompt of random tokens is evaluated once; then decoding steps alternate
 between upstream attention (reference length 0: llama.cpp's own graph) and
@@ -22,7 +22,7 @@ import numpy as np
 
 from pylampe import Llama, _native  # first: points llama_cpp at pylampe's library
 import llama_cpp  # noqa: E402
-from pylampe.cli.generate import default_model  # noqa: E402
+from pylampe.cli.generate import CACHE_TYPES, default_model  # noqa: E402
 
 
 def main() -> int:
@@ -32,11 +32,13 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=6, help="segments per method")
     ap.add_argument("--segment", type=int, default=16, help="decoding steps per segment")
     ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--cache-type", choices=tuple(CACHE_TYPES), default="f16", help="K and V cache type")
     args = ap.parse_args()
 
     n = args.tokens
+    cache = CACHE_TYPES[args.cache_type]
     llm = Llama(str(args.model or default_model()), n_ctx=n + 2*(args.reps + 1)*args.segment + 64,
-                n_threads=args.threads, flash_attn=True, verbose=False)
+                n_threads=args.threads, flash_attn=True, type_k=cache, type_v=cache, verbose=False)
     prompt = np.random.default_rng(0).integers(100, llm.n_vocab(), size=n).tolist()
     t0 = time.perf_counter()
     llm.eval(prompt)
