@@ -99,11 +99,10 @@ class LampeConfig:
         if (
             not isinstance(self.attn_factor, (int, float))
             or isinstance(self.attn_factor, bool)
-            or not math.isfinite(self.attn_factor)
-            or self.attn_factor <= 0
+            or not 0 < self.attn_factor <= 100  # logits scale by s^2; NaN fails this too
         ):
             raise ValueError(
-                f"lampe attn_factor must be a positive number, got {self.attn_factor!r}"
+                f"lampe attn_factor must be a number in (0, 100], got {self.attn_factor!r}"
             )
         if self.within_window not in ("exact", "lampe"):
             raise ValueError(

@@ -43,6 +43,7 @@ def test_error_message_names_field_and_value() -> None:
         ("mapping_min", -1),
         ("attn_factor", 0.0),
         ("attn_factor", float("inf")),
+        ("attn_factor", 101.0),
         ("within_window", "sometimes"),
         ("n_ctx_train", 0),
     ],

@@ -92,7 +92,8 @@ def test_sigmoid_matches_reference() -> None:
 
 @pytest.mark.parametrize(
     "field,value",
-    [("n_window", 0), ("n_start", -1), ("attn_factor", 0.0), ("map_c", -1.0), ("n_map_min", -5)],
+    [("n_window", 0), ("n_start", -1), ("attn_factor", 0.0), ("attn_factor", 101.0), ("map_c", -1.0),
+     ("n_map_min", -5)],
 )
 def test_invalid_params_name_the_field(field: str, value: float) -> None:
     p = params(1024, 200)
