@@ -137,6 +137,13 @@ class MeteredLlama(Llama):
         self._max_tokens = kwargs.get("max_tokens", args[2] if len(args) > 2 else 16)
         try:
             return (yield from super()._create_completion(*args, **kwargs))
+        except ValueError as e:
+            too_long = None if isinstance(e, ContextOverflowError) else _TOO_LONG.search(str(e))
+            if too_long is None:
+                raise
+            limited = self._max_tokens is not None and self._max_tokens > 0
+            raise ContextOverflowError(int(too_long.group(1)), self._max_tokens if limited else None,
+                                       self.n_ctx()) from None
         finally:
             self._max_tokens = None
 
@@ -176,6 +183,12 @@ class MeteredLlama(Llama):
             return super().eval(tokens)
         # The prompt's evaluation: generate() has already dropped the reused prefix.
         turn.reused_tokens, turn.prefill_tokens = self.n_tokens, len(tokens)
+        # pylampe.Llama.generate() sets L before llama-cpp-python trims the KV cache (its
+        # prefix match, or eval()'s own seq_rm after reset()), and llama.cpp forgets the L of
+        # a sequence edited after L was set (exact attention until L is set again). So trim
+        # now, as eval() would, and set L again for the whole prompt after the edit.
+        self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
+        self._set_reference(turn.prompt_tokens)
         started = time.perf_counter()
         progress = self.progress
         if progress is None:
