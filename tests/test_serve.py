@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
+import openai
 import pytest
 
-openai = pytest.importorskip("openai")
-
-from server_process import ServerProcess, document  # noqa: E402
+from server_process import ServerProcess, document
 
 N_CTX = 512
 THREADS = 2
