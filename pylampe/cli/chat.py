@@ -27,6 +27,8 @@ from .progress import PrefillProgress
 DEFAULT_MAX_TOKENS = 512
 # Room for the conversation after the document, in the default context size.
 DEFAULT_ROOM = 4096
+# Prefills shorter than this (most turns) get no progress bar.
+PROGRESS_MIN_TOKENS = 1024
 
 COMMANDS = """\
 /help   these commands
@@ -198,7 +200,7 @@ class _ChatLlama(MeteredLlama):
 
     def progress_end(self) -> None:
         progress = self.progress
-        if isinstance(progress, PrefillProgress) and progress.show and progress.started is not None \
+        if isinstance(progress, PrefillProgress) and progress.drawn and progress.started is not None \
                 and progress.finished is None:
             sys.stderr.write("\n")
             progress.started = None
@@ -229,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         chat_format="chat_template.default", verbose=args.verbose,
     )
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    llm.progress = PrefillProgress(show)
+    llm.progress = PrefillProgress(show, min_total=PROGRESS_MIN_TOKENS)
     chat = Conversation(llm, document, args.system)
     try:
         if document is not None:
