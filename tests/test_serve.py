@@ -246,3 +246,19 @@ def test_turn_two_within_the_window_equals_a_cold_run(client: Any, server: Serve
                                             logprobs=True, top_logprobs=2)
     assert cold["choices"][0]["message"]["content"] == r2.choices[0].message.content
     np.testing.assert_allclose(logprobs_of(r2), logprobs_of(cold), rtol=0, atol=1e-4)
+
+
+def test_a_client_that_leaves_mid_stream_frees_the_model(server: ServerProcess) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/v1/chat/completions", json.dumps({
+        "messages": [user(document(100, seed=13))], "max_tokens": 300, "stream": True}),
+        {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.readline().startswith(b"data: ")  # the first event, then hang up
+    conn.close()
+    status, answer = server.post_json("/v1/chat/completions", {"messages": [user("hello")], "max_tokens": 2},
+                                      timeout=30)
+    assert status == 200 and answer["usage"]["completion_tokens"] == 2

@@ -119,3 +119,13 @@ def test_a_lampe_alias_and_a_plain_one(two_models: ServerProcess) -> None:
     # the plain alias's smaller context refuses what the LaMPE one took
     status, body = _ask(two_models, "plain", 300)
     assert status == 400 and body["error"]["code"] == "context_length_exceeded"
+
+
+def test_help_lists_pylampe_and_llama_cpp_python_flags() -> None:
+    run = serve("--help")
+    assert run.returncode == 0
+    for flag in ("-m", "--model-alias", "-c", "--n_ctx", "-t", "--n_threads", "--flash-attn", "--cache-type-k",
+                 "--no-lampe", "--method", "--lampe-window", "--lampe-sigmoid", "--lampe-within-window", "--host",
+                 "--port", "--api-key", "--config-file", "--rope_freq_scale", "--yarn_orig_ctx", "--n_batch",
+                 "--interrupt_requests", "context_length_exceeded", "/extras/lampe"):
+        assert flag in run.stdout, flag

@@ -17,9 +17,7 @@ from .errors import CliError, UsageError
 from .flags import (
     add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs, sampling_kwargs,
 )
-from .model import (  # noqa: F401  (default_model: imported from here by benchmarks/)
-    DEFAULT_MODEL_FILE, Vocab, default_model, load, method_kwargs, model_path, print_state, round_up,
-)
+from .model import DEFAULT_MODEL_FILE, Vocab, load, method_kwargs, model_path, print_state, round_up
 from .progress import PrefillProgress
 
 CTX_ROUNDING = 256

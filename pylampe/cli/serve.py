@@ -38,8 +38,7 @@ models may add the fields lampe (true/false), method, lampe_preset,
 lampe_window, lampe_start, lampe_mapping_length, lampe_sigmoid ([A, B, C]),
 lampe_attn_factor and lampe_within_window; one file can serve a LaMPE model
 and a plain one under two aliases (one is loaded at a time; a request
-naming the other swaps them). Environment variables PYLAMPE_<FIELD> set
-settings too.
+naming the other swaps them).
 
 exit status: 0 stopped (Ctrl-C), 1 runtime error (model, address in use),
 2 usage error (bad flags, config file or LaMPE settings)."""

@@ -163,7 +163,9 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
         lease = await queue.acquire()
         streaming = False
         try:
-            llama: MeteredLlama = upstream.prepare_request_resources(body, proxy, body.model, kwargs)
+            # in a thread: naming another alias loads that model
+            llama: MeteredLlama = await run_in_threadpool(
+                upstream.prepare_request_resources, body, proxy, body.model, kwargs)
             kwargs["model"] = body.model or proxy.current_alias  # echoed in the response
             create = llama.create_chat_completion if chat else llama.create_completion
             try:

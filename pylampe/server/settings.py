@@ -9,8 +9,9 @@ a list of ``models``; each model may add the fields below, e.g.
         {"model": "smol.gguf", "model_alias": "smol-yarn", "method": "yarn"},
         {"model": "smol.gguf", "model_alias": "smol-plain", "lampe": false, "n_ctx": 8192}]}
 
-Environment variables set fields too, prefixed ``PYLAMPE_`` (``PYLAMPE_PORT``)
-so that a stray ``MODEL`` or ``PORT`` in the environment changes nothing.
+llama-cpp-python's settings read unprefixed environment variables (``MODEL``,
+``PORT``, ...); these take only ``PYLAMPE_``-prefixed ones, so that a stray
+``MODEL`` in the environment changes nothing.
 """
 
 from __future__ import annotations
