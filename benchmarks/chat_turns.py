@@ -24,6 +24,7 @@ so 2 and 3 may differ: this is where that is measured.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -37,7 +38,7 @@ import pylampe  # noqa: E402,F401  (first: it points llama_cpp at its library)
 import llama_cpp  # noqa: E402
 from pylampe.cli.model import default_model, round_up  # noqa: E402
 from pylampe.conversation import Conversation  # noqa: E402
-from pylampe.eval.haystack import load_haystack  # noqa: E402
+from pylampe.eval.haystack import Haystack, load_haystack  # noqa: E402
 from pylampe.eval.methods import parse_method  # noqa: E402
 from pylampe.eval.model_info import ModelInfo  # noqa: E402
 from pylampe.metered import MeteredLlama, TurnStats  # noqa: E402
@@ -60,9 +61,11 @@ class _LogitsLlama(MeteredLlama):
             self.first_logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab(),)).copy()
 
 
-def document(haystack: str, n_tokens: int, count: Any) -> str:
-    """The haystack's first words, as many as fit in n_tokens tokens."""
+def document(haystack: str, n_tokens: int, count: Any, skip_words: int = 0) -> str:
+    """The haystack's words from ``skip_words`` on, as many as fit in n_tokens tokens."""
     stack = load_haystack(haystack)
+    if skip_words:
+        stack = Haystack(stack.name, stack.words[skip_words:] if stack.words else None)
     lo, hi = 1, n_tokens if stack.max_units is None else min(n_tokens, stack.max_units)
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -78,10 +81,10 @@ def turn_record(stats: TurnStats) -> Dict[str, Any]:
 
 
 def run_one(model: Path, method: str, n_doc: int, haystack: str, threads: Optional[int],
-            n_gen: int) -> Dict[str, Any]:
+            n_gen: int, skip_words: int = 0) -> Dict[str, Any]:
     vocab = llama_cpp.Llama(str(model), vocab_only=True, verbose=False)
     info = ModelInfo.from_metadata(vocab.metadata)
-    doc = document(haystack, n_doc, lambda t: len(vocab.tokenize(t.encode(), add_bos=False)))
+    doc = document(haystack, n_doc, lambda t: len(vocab.tokenize(t.encode(), add_bos=False)), skip_words)
     n_q2 = len(vocab.tokenize(QUESTION_2.encode(), add_bos=False))
     vocab.close()
     n_ctx = round_up(n_doc + 256 + 2 * n_gen, 256)
@@ -92,7 +95,7 @@ def run_one(model: Path, method: str, n_doc: int, haystack: str, threads: Option
     sampling = dict(max_tokens=n_gen, temperature=0.0)
     record: Dict[str, Any] = {"method": method, "doc_tokens": n_doc, "n_ctx": n_ctx,
                               "question_2_tokens": n_q2, "T": info.n_ctx_train,
-                              "params": setup.params, "threads": threads}
+                              "params": setup.params, "threads": threads, "skip_words": skip_words}
 
     def ask(chat: Conversation, question: str) -> str:
         started = time.perf_counter()
@@ -131,8 +134,9 @@ def run_one(model: Path, method: str, n_doc: int, haystack: str, threads: Option
 def table(records: List[Dict[str, Any]]) -> str:
     lines = [
         "| document tokens | method | turn 1 TTFT (cold) | turn 2 TTFT, reuse | turn 2 TTFT, cold "
-        "| speed-up | turn 2 tokens evaluated, reuse / cold | same answer | first-token max abs logit diff |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| speed-up | turn 2 tokens evaluated, reuse / cold | same answer | first-token max abs logit diff "
+        "| document skips words |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         t1, t2, t2c = r["turn_1_cold"], r["turn_2_reuse"], r["turn_2_cold"]
@@ -140,7 +144,7 @@ def table(records: List[Dict[str, Any]]) -> str:
             f"| {r['doc_tokens']} | {r['method']} | {t1['ttft_s']:.1f} s | {t2['ttft_s']:.2f} s "
             f"| {t2c['ttft_s']:.1f} s | {r['ttft_speedup']:.0f}x | {t2['prefill_tokens']} / "
             f"{t2c['prefill_tokens']} | {'yes' if r['answers_equal'] else 'no'} "
-            f"| {r.get('first_token_max_abs_logit_diff', float('nan')):.3g} |"
+            f"| {r.get('first_token_max_abs_logit_diff', float('nan')):.3g} | {r.get('skip_words', 0)} |"
         )
     return "\n".join(lines)
 
@@ -154,20 +158,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="document source: .txt, .jsonl with 'input' fields, or 'repeat'")
     p.add_argument("--n-gen", type=int, default=32, help="greedy tokens per answer (default: 32)")
     p.add_argument("-t", "--threads", type=int, help="CPU threads")
+    p.add_argument("--skip-words", default="0",
+                   help="documents start this many words into the haystack; comma-separated for "
+                   "several documents (default: 0)")
     p.add_argument("-o", "--output", type=Path, help="append the records here (JSON Lines)")
     args = p.parse_args(argv)
     model = args.model or default_model()
     records = []
-    for n_doc in (int(x) for x in args.tokens.split(",")):
-        for method in args.method.split(","):
-            record = {"model": model.name, **run_one(model, method, n_doc, args.haystack,
-                                                      args.threads, args.n_gen)}
-            records.append(record)
-            print(json.dumps(record), flush=True)
-            if args.output:
-                args.output.parent.mkdir(parents=True, exist_ok=True)
-                with open(args.output, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+    for n_doc, skip, method in itertools.product(
+            (int(x) for x in args.tokens.split(",")), [int(x) for x in args.skip_words.split(",")],
+            args.method.split(",")):
+        record = {"model": model.name, **run_one(model, method, n_doc, args.haystack,
+                                                  args.threads, args.n_gen, skip)}
+        records.append(record)
+        print(json.dumps(record), flush=True)
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            with open(args.output, "a") as f:
+                f.write(json.dumps(record) + "\n")
     print(table(records))
     return 0
 
