@@ -68,6 +68,10 @@ class ModelQueue:
         self.proxy = proxy
         self._semaphore: Optional[anyio.Semaphore] = None  # made in the event loop
 
+    def waiting(self) -> bool:
+        """Whether a request waits for the model."""
+        return self._semaphore is not None and self._semaphore.statistics().tasks_waiting > 0
+
     async def acquire(self) -> "_Lease":
         if self._semaphore is None:
             self._semaphore = anyio.Semaphore(1)
@@ -179,7 +183,8 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             chunks = await run_in_threadpool(create, **kwargs)
             streaming = True
             return EventSourceResponse(
-                _events(chunks, lease), sep="\n", ping_message_factory=ping,
+                _events(chunks, lease, queue if server_settings.interrupt_requests else None),
+                sep="\n", ping_message_factory=ping,
                 background=BackgroundTask(lease.release),
             )
         finally:
@@ -242,11 +247,17 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     return app
 
 
-async def _events(chunks: Any, lease: _Lease) -> AsyncIterator[Dict[str, str]]:
-    """Server-sent events of a streaming answer; the model's turn ends with the stream."""
+async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue]) -> AsyncIterator[Dict[str, str]]:
+    """Server-sent events of a streaming answer; the model's turn ends with the stream.
+
+    With ``interrupt_for`` (--interrupt_requests true), the stream stops early when
+    another request waits for the model, as llama-cpp-python's server does.
+    """
     try:
         async for chunk in iterate_in_threadpool(chunks):
             yield {"data": json.dumps(chunk)}
+            if interrupt_for is not None and interrupt_for.waiting():
+                break
         yield {"data": "[DONE]"}
     except Exception as e:  # after the 200: report in the stream, as OpenAI does
         yield {"data": json.dumps({"error": {"message": str(e), "type": "internal_server_error",
