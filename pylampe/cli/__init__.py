@@ -7,7 +7,7 @@ import sys
 from typing import List, NoReturn, Optional
 
 from .. import __version__
-from . import bench, eval as eval_cmd, generate
+from . import bench, chat, eval as eval_cmd, generate, serve
 from .errors import CliError, UsageError
 
 
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version_line())
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     generate.add_parser(commands)
+    chat.add_parser(commands)
+    serve.add_parser(commands)
     eval_cmd.add_parser(commands)
     bench.add_parser(commands)
     return parser

@@ -11,7 +11,8 @@ from ..eval import methods as methods_mod
 from ..eval.records import Records
 from .errors import CliError, UsageError
 from .eval import _length, _list_of
-from .generate import _int_at_least, add_runtime_args, check_gguf, default_model, runtime_kwargs
+from .flags import add_runtime_args, int_at_least, runtime_kwargs
+from .model import check_gguf, default_model
 
 DEFAULT_METHODS = "none,yarn,lampe"
 
@@ -38,11 +39,11 @@ def add_parser(subparsers: Any) -> None:
                    help=f"methods, as for pylampe eval; self-extend is not timed (default: {DEFAULT_METHODS})")
     p.add_argument("--length", type=_list_of(_length), action="extend", metavar="N",
                    help="prompt lengths in tokens or multiples of T (default: 1T,2T,4T)")
-    p.add_argument("--n-gen", type=_int_at_least(1), default=32, metavar="N",
+    p.add_argument("--n-gen", type=int_at_least(1), default=32, metavar="N",
                    help="tokens generated for the decode speed (default: 32)")
     p.add_argument("-o", "--output", type=Path, default=Path("bench.jsonl"), metavar="JSONL",
                    help="records, appended and resumed (default: bench.jsonl)")
-    p.add_argument("-b", "--batch-size", type=_int_at_least(1), default=512, metavar="N",
+    p.add_argument("-b", "--batch-size", type=int_at_least(1), default=512, metavar="N",
                    help="tokens per llama_decode call (default: 512)")
     p.add_argument("--memory-only", action="store_true",
                    help="report the KV and compute buffers without timing: evaluate one token (the buffers "

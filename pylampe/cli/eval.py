@@ -16,7 +16,8 @@ from ..eval.records import Records
 from ..eval.runtime import Runtime
 from ..llama import LampeUnsupportedError
 from .errors import CliError, UsageError
-from .generate import _float_in, _int_at_least, add_runtime_args, check_gguf, default_model, runtime_kwargs
+from .flags import add_runtime_args, float_in, int_at_least, runtime_kwargs
+from .model import check_gguf, default_model
 from .progress import PrefillProgress
 
 # A length: tokens ("4096") or a multiple of the trained context ("2T", "1.5T").
@@ -65,7 +66,7 @@ def _common_args(p: argparse.ArgumentParser, default_lengths: str, default_outpu
                    help=f"records, appended and resumed (default: {default_output})")
     p.add_argument("--plot", type=Path, metavar="PNG", help="figure (default: OUTPUT with .png)")
     p.add_argument("--no-plot", action="store_true", help="write no figure")
-    p.add_argument("-b", "--batch-size", type=_int_at_least(1), default=512, metavar="N",
+    p.add_argument("-b", "--batch-size", type=int_at_least(1), default=512, metavar="N",
                    help="tokens per llama_decode call, logits buffer rows (default: 512)")
     add_runtime_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="llama.cpp's log on stderr")
@@ -85,9 +86,9 @@ def add_parser(subparsers: Any) -> None:
                           description="Passkey retrieval: greedy exact match and the answer's "
                           "teacher-forced log-probability, by length and needle depth.")
     _common_args(pk, "1T,2T,4T", "passkey.jsonl")
-    pk.add_argument("--depth", type=_list_of(_float_in(0.0, 1.0)), action="extend", metavar="D",
+    pk.add_argument("--depth", type=_list_of(float_in(0.0, 1.0)), action="extend", metavar="D",
                     help="needle depths, fractions of the haystack (default: 0.2,0.5,0.8)")
-    pk.add_argument("--trials", type=_int_at_least(1), default=1, metavar="N",
+    pk.add_argument("--trials", type=int_at_least(1), default=1, metavar="N",
                     help="prompts per length and depth, each with its own key (default: 1)")
     pk.add_argument("--seed", type=int, default=0, help="the first trial's key seed (default: 0)")
     pk.add_argument("--haystack", default=REPEAT, metavar="repeat|FILE",
@@ -95,7 +96,7 @@ def add_parser(subparsers: Any) -> None:
                     "file of {\"input\": ...} records (default: repeat)")
     pk.add_argument("--by-depth", action="store_true",
                     help="a table row per method, length and depth (default: per method and length)")
-    pk.add_argument("--n-gen", type=_int_at_least(1), default=passkey_eval.DEFAULT_N_GEN, metavar="N",
+    pk.add_argument("--n-gen", type=int_at_least(1), default=passkey_eval.DEFAULT_N_GEN, metavar="N",
                     help=f"tokens generated greedily (default: {passkey_eval.DEFAULT_N_GEN})")
     pk.set_defaults(run=run_passkey)
 

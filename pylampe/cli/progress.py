@@ -15,8 +15,10 @@ def _duration(seconds: float) -> str:
 class PrefillProgress:
     """Counts evaluated prompt tokens; draws ``done/total, tok/s, ETA`` when ``show``."""
 
-    def __init__(self, show: bool, stream: TextIO = sys.stderr, width: int = 30):
+    def __init__(self, show: bool, stream: TextIO = sys.stderr, width: int = 30, min_total: int = 0):
         self.show = show
+        # prefills shorter than this are not drawn (a chat turn's few tokens)
+        self.min_total = min_total
         self.stream = stream
         self.width = width
         self.total = 0
@@ -28,6 +30,7 @@ class PrefillProgress:
         self.total = total
         self.done = 0
         self.started = time.perf_counter()
+        self.finished = None
         self._draw()
 
     def advance(self, n: int) -> None:
@@ -35,7 +38,7 @@ class PrefillProgress:
         self._draw()
         if self.done >= self.total:
             self.finished = time.perf_counter()
-            if self.show:
+            if self.drawn:
                 self.stream.write("\n")
                 self.stream.flush()
 
@@ -51,8 +54,13 @@ class PrefillProgress:
         """Prompt tokens per second."""
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def drawn(self) -> bool:
+        """Whether the bar of the current prefill is on the screen."""
+        return self.show and self.total > 0 and self.total >= self.min_total
+
     def _draw(self) -> None:
-        if not self.show or self.total <= 0:
+        if not self.drawn:
             return
         filled = self.width * self.done // self.total
         bar = "#" * filled + "-" * (self.width - filled)
