@@ -143,6 +143,15 @@ if [ "$CHECK_ONLY" = 1 ]; then
             status=1
         fi
         echo "== sm_$arch: fattn-lampe.cu.o and ggml-cuda.cu.o compiled in $(( $(date +%s) - start )) s"
+        # registers, spills and shared memory of each LaMPE kernel (ptxas -v), into lampe-resources.log
+        cmd=$(ninja -C "$build_dir" -t commands "$obj_dir/fattn-lampe.cu.o" | tail -n 1 |
+              sed -e 's|^[^ ]*ccache ||' -e 's| -MD -MT [^ ]* -MF [^ ]*||' -e 's| -o [^ ]*fattn-lampe.cu.o| -o /dev/null|')
+        (cd "$build_dir" && eval "nice -n $NICE $cmd -Xptxas -v") > "$build_dir/lampe-resources.log" 2>&1 || true
+        awk '/Compiling entry function .*lampe/ { match($0, /_Z[0-9]+lampe_[a-z]+(I[^ ]*E)?/); name = substr($0, RSTART, RLENGTH) }
+             name != "" && /stack frame/ { frame = $1 " B stack, " $5 " B spills" }
+             name != "" && /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/); printf "   %-44s %s, %s\n", name, substr($0, RSTART + 5, RLENGTH - 5), frame; name = "" }' \
+            "$build_dir/lampe-resources.log"
+
     done
     exit $status
 fi
