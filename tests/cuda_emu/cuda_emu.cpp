@@ -5,7 +5,8 @@
 emu_state g_emu;
 
 size_t g_emu_max_smem   = 0;
-size_t g_emu_smem_limit = 227*1024;
+// the smallest per-block limit of the archs the kernels target (sm_86 and sm_89: 99 KB with opt-in)
+size_t g_emu_smem_limit = 99*1024;
 int    g_emu_occupancy  = 2;
 int    g_emu_nsm        = 4;
 
@@ -25,7 +26,7 @@ const ggml_cuda_device_info & ggml_cuda_info() {
     info.devices[0].cc    = 900;
     info.devices[0].nsm   = g_emu_nsm;
     info.devices[0].smpb  = 48*1024;
-    info.devices[0].smpbo = 227*1024;
+    info.devices[0].smpbo = g_emu_smem_limit;
     return info;
 }
 

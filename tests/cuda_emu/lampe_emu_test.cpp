@@ -18,7 +18,8 @@
 bool ggml_cuda_flash_attn_ext_lampe_supported(int device, const ggml_tensor * op);
 void ggml_cuda_flash_attn_ext_lampe(ggml_backend_cuda_context & ctx, ggml_tensor * dst);
 
-extern int g_emu_nsm;
+extern int    g_emu_nsm;
+extern size_t g_emu_max_smem;
 
 struct lampe_case {
     int64_t hs, nh, nr, kv, nb, ns;
@@ -278,6 +279,7 @@ int main(int argc, char ** argv) {
         }
 next_case:;
     }
+    printf("largest dynamic shared memory of a launch: %zu bytes\n", g_emu_max_smem);
     printf("%d/%d passed\n", n_run - n_fail, n_run);
     return n_fail ? 1 : 0;
 }
