@@ -21,7 +21,7 @@
 # Results: $OUT/summary.json (every step's status, seconds and key numbers) and logs; a table at the end.
 #
 # Environment: DEVICE_CHECK_BUDGET_S [570], DEVICE_CHECK_STEPS [build,op,ref,props,bench],
-#   DEVICE_CHECK_PROPERTY_EXAMPLES [30], DEVICE_CHECK_LENGTHS [32768,131072], OUT [./.device-out],
+#   DEVICE_CHECK_PROPERTY_EXAMPLES [20], DEVICE_CHECK_LENGTHS [32768,131072], OUT [./.device-out],
 #   DEVICE_CHECK_ARCH [nvidia-smi's], DEVICE_CHECK_DRY (configure, list the build, stop: for machines without a GPU),
 #   DEVICE_CHECK_BENCH_SHAPE [llama3-8b] (tiny: to try the bench step on a CPU).
 set -uo pipefail
@@ -203,8 +203,8 @@ if want ref; then
     tail -n 25 "$OUT/pytest.log" | tee -a "$LOG"
 fi
 if want props && [ -f tests/test_lampe_properties.py ]; then
-    export PYLAMPE_PROPERTY_EXAMPLES=${DEVICE_CHECK_PROPERTY_EXAMPLES:-30}
-    step props 150 "$OUT/pytest.log" python3 -m pytest -q -p no:cacheprovider tests/test_lampe_properties.py
+    export PYLAMPE_PROPERTY_EXAMPLES=${DEVICE_CHECK_PROPERTY_EXAMPLES:-20}
+    step props 120 "$OUT/pytest.log" python3 -m pytest -q -p no:cacheprovider tests/test_lampe_properties.py
     tail -n 15 "$OUT/pytest.log" | tee -a "$LOG"
 fi
 unset PYLAMPE_TEST_N_GPU_LAYERS

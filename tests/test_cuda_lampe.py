@@ -85,7 +85,7 @@ def test_fused_op_stays_on_the_gpu(llama_hd64: Path, capsys: pytest.CaptureFixtu
     assert verdicts and verdicts[-1].rstrip().endswith("enabled"), "\n".join(verdicts) or err[-3000:]
 
 
-@pytest.mark.parametrize("kv,tol", [("f32", 1e-4), ("f16", 5e-3)])
+@pytest.mark.parametrize("kv,tol", [("f32", 1e-4), ("f16", 1e-2)])  # f16: both paths round Q or K to 16 bits
 @pytest.mark.parametrize("model", ["llama_hd64", "qwen2_hd32_gqa"])
 def test_fused_matches_composition(model: str, kv: str, tol: float, request: pytest.FixtureRequest) -> None:
     """2T prompt in 64-token batches (the tile kernel) then 8 decoding steps (the vec kernel)."""
