@@ -121,6 +121,10 @@ add_executable(test-backend-ops $DEV/llama.cpp/tests/test-backend-ops.cpp)
 target_link_libraries(test-backend-ops PRIVATE ggml)
 target_compile_features(test-backend-ops PRIVATE cxx_std_17)
 set_target_properties(test-backend-ops PROPERTIES RUNTIME_OUTPUT_DIRECTORY \${CMAKE_BINARY_DIR}/bin)
+# as pylampe's own build: the libraries find each other next to themselves, in pylampe/lib
+foreach(target llama ggml ggml-base ggml-cpu ggml-cuda)
+    set_target_properties(\${target} PROPERTIES INSTALL_RPATH "\$ORIGIN" BUILD_WITH_INSTALL_RPATH TRUE)
+endforeach()
 EOF
     local common=(-S "$proj" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON
                   -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGGML_NATIVE=ON)
@@ -168,7 +172,6 @@ if want build; then
     tail -n 5 "$OUT/build.log" | tee -a "$LOG"
 fi
 [ -f "$BUILD/cublas-libdir" ] && export LD_LIBRARY_PATH="$(cat "$BUILD/cublas-libdir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export LD_LIBRARY_PATH="$BUILD/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 TBO=$BUILD/bin/test-backend-ops
 
 # ---------------------------------------------------------------------------------------------------------------
