@@ -151,9 +151,12 @@ PY
         cmake "${common[@]}" -DGGML_CUDA_NO_VMM=ON \
             -DCUDA_cublas_LIBRARY="$links/libcublas.so" -DCUDA_cublasLt_LIBRARY="$links/libcublasLt.so" \
             -DCMAKE_CUDA_FLAGS="-isystem $cu/include" -DCMAKE_CXX_FLAGS="-isystem $cu/include" || return 1
-        export LD_LIBRARY_PATH="$cu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        echo "$cu/lib" > "$BUILD/cublas-libdir"
     fi
+    # where the CUDA runtime and cuBLAS the build linked are, for the loader (pylampe/lib's run path is \$ORIGIN)
+    sed -n -e 's/^CUDAToolkit_LIBRARY_DIR:[A-Z]*=//p' -e 's/^CUDA_cudart_LIBRARY:[A-Z]*=\(.*\)\/[^/]*$/\1/p' \
+        -e 's/^CUDA_cublas_LIBRARY:[A-Z]*=\(.*\)\/[^/]*$/\1/p' "$BUILD/CMakeCache.txt" | sort -u > "$BUILD/cuda-libdirs"
+    [ -n "${cu:-}" ] && echo "$cu/lib" >> "$BUILD/cuda-libdirs"
+    cat "$BUILD/cuda-libdirs"
     if [ -n "${DEVICE_CHECK_DRY:-}" ]; then # trying the script on a machine without a GPU: configure only
         ninja -C "$BUILD" -n ggml-cuda llama test-backend-ops | tail -n 3
         return
@@ -168,10 +171,14 @@ PY
 export ROOT DEV BUILD ARCH NPROC
 export -f build
 if want build; then
-    step build 360 "$OUT/build.log" build
+    step build 420 "$OUT/build.log" build
     tail -n 5 "$OUT/build.log" | tee -a "$LOG"
 fi
-[ -f "$BUILD/cublas-libdir" ] && export LD_LIBRARY_PATH="$(cat "$BUILD/cublas-libdir")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ -f "$BUILD/cuda-libdirs" ]; then
+    while IFS= read -r d; do
+        [ -n "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done < "$BUILD/cuda-libdirs"
+fi
 TBO=$BUILD/bin/test-backend-ops
 
 # ---------------------------------------------------------------------------------------------------------------
