@@ -20,6 +20,7 @@ void ggml_cuda_flash_attn_ext_lampe(ggml_backend_cuda_context & ctx, ggml_tensor
 
 extern int    g_emu_nsm;
 extern size_t g_emu_max_smem;
+extern size_t g_emu_smem_limit;
 
 struct lampe_case {
     int64_t hs, nh, nr, kv, nb, ns;
@@ -249,6 +250,9 @@ int main(int argc, char ** argv) {
 
     const char * kernels[] = { nullptr, "vec", "tile", "simt" };
     const int    nsms[]    = { 4, 1000 };
+    // shared memory per block: sm_86/89's 99 KB (32-row WMMA tiles), sm_90's 227 KB (64 rows); the vec and F32
+    // kernels do not depend on it
+    const size_t smems[]   = { 99*1024, 227*1024 };
 
     int n_fail = 0, n_run = 0;
     for (const lampe_case & c : cases) {
@@ -257,6 +261,12 @@ int main(int argc, char ** argv) {
             continue;
         }
         for (const char * kernel : kernels) {
+          for (const size_t smem : smems) {
+            const bool mma_path = !kernel || strcmp(kernel, "tile") == 0;
+            if (smem != smems[0] && !mma_path) {
+                continue;
+            }
+            g_emu_smem_limit = smem;
             for (const int nsm : nsms) {
                 bool nan = false;
                 const double err = run_case(c, kernel, nsm, &nan);
@@ -272,10 +282,11 @@ int main(int argc, char ** argv) {
                 const bool ok = !nan && err < tol;
                 n_run++;
                 n_fail += !ok;
-                printf("%s %-5s nsm=%-4d nmse=%.3e (tol %.0e)%s  %s\n", ok ? "  ok  " : "  FAIL", kernel ? kernel : "auto", nsm, err, tol,
-                       nan ? " NaN" : "", name.c_str());
+                printf("%s %-5s nsm=%-4d smem=%3zuK nmse=%.3e (tol %.0e)%s  %s\n", ok ? "  ok  " : "  FAIL", kernel ? kernel : "auto",
+                       nsm, smem/1024, err, tol, nan ? " NaN" : "", name.c_str());
                 fflush(stdout);
             }
+          }
         }
 next_case:;
     }
