@@ -24,9 +24,16 @@
 # Idempotent: re-running only (re)does what is missing or out of date, then
 # re-configures and lets ninja/ccache rebuild what changed.
 #
+# Usage:
+#   scripts/build-cuda.sh                 configure and build everything for CUDA_ARCH
+#   scripts/build-cuda.sh --check-only    compile only the LaMPE CUDA kernels (fattn-lampe.cu) and
+#                                         ggml-cuda.cu (their dispatch and supports_op), one build dir per
+#                                         arch in CUDA_ARCHS; fails on any compiler warning in those files
+#
 # Environment overrides (defaults in brackets):
 #   CUDA_HOME       CUDA toolkit root             [/usr/local/cuda-13.0]
 #   CUDA_ARCH       CMAKE_CUDA_ARCHITECTURES      [90]
+#   CUDA_ARCHS      archs for --check-only        ["80 86 89 90"]
 #   BUILD_DIR       build directory               [<repo>/build/cuda-sm$CUDA_ARCH]
 #   CUDA_DEPS_DIR   cache dir for cuBLAS + stub   [/opt/cublas13]
 #   CUBLAS_VERSION  nvidia-cublas wheel version   [13.0.2.14, the 13.0.x for nvcc 13.0]
@@ -34,6 +41,13 @@
 #   NICE            nice level for the build      [19]
 #   PYTHON          python with pip               [python3]
 set -euo pipefail
+
+CHECK_ONLY=0
+case "${1:-}" in
+    --check-only) CHECK_ONLY=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--check-only]" >&2; exit 2 ;;
+esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda-13.0}
@@ -84,23 +98,65 @@ if [ ! -f "$STUB_DIR/libcuda.so" ] || [ "$CUDA_INC/cuda.h" -nt "$STUB_DIR/libcud
     mv "$tmp/libcuda.so" "$STUB_DIR/libcuda.so"
 fi
 
-# 3. Configure. A cache made with another CUDA compiler path makes CMake wipe it and
-#    re-run *without* our -D options, so start that one afresh.
-if [ -f "$BUILD_DIR/CMakeCache.txt" ] &&
-   ! grep -qx "CMAKE_CUDA_COMPILER:[A-Z]*=$NVCC" "$BUILD_DIR/CMakeCache.txt"; then
-    echo "== $BUILD_DIR was configured with another CUDA compiler: removing its CMake cache"
-    rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
+# 3. Configure (a function: --check-only configures one build dir per arch).
+configure() {  # configure BUILD_DIR CUDA_ARCH
+    local build_dir=$1 arch=$2
+    # A cache made with another CUDA compiler path makes CMake wipe it and
+    # re-run *without* our -D options, so start that one afresh.
+    if [ -f "$build_dir/CMakeCache.txt" ] &&
+       ! grep -qx "CMAKE_CUDA_COMPILER:[A-Z]*=$NVCC" "$build_dir/CMakeCache.txt"; then
+        echo "== $build_dir was configured with another CUDA compiler: removing its CMake cache"
+        rm -rf "$build_dir/CMakeCache.txt" "$build_dir/CMakeFiles"
+    fi
+    cmake -S "$ROOT" -B "$build_dir" -G Ninja \
+        -DCMAKE_BUILD_TYPE=Release \
+        -DGGML_CUDA=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+        -DCMAKE_CUDA_COMPILER="$NVCC" \
+        -DCUDAToolkit_ROOT="$CUDA_HOME" \
+        -DCUDA_cublas_LIBRARY="$CUBLAS_ROOT/lib/libcublas.so" \
+        -DCUDA_cublasLt_LIBRARY="$CUBLAS_ROOT/lib/libcublasLt.so" \
+        -DCUDA_cuda_driver_LIBRARY="$STUB_DIR/libcuda.so" \
+        -DCMAKE_CUDA_FLAGS="-isystem $CUBLAS_ROOT/include" >/dev/null
+}
+
+if [ "$CHECK_ONLY" = 1 ]; then
+    # The object files of the LaMPE kernels and of ggml-cuda.cu, for each arch; their compiler output is
+    # kept in <build>/lampe-check.log and any warning in them fails the check.
+    CUDA_ARCHS=${CUDA_ARCHS:-"80 86 89 90"}
+    obj_dir=llama.cpp/ggml/src/ggml-cuda/CMakeFiles/ggml-cuda.dir
+    status=0
+    for arch in $CUDA_ARCHS; do
+        build_dir=$ROOT/build/cuda-check-sm$arch
+        echo "== sm_$arch: configuring $build_dir"
+        configure "$build_dir" "$arch"
+        targets="$obj_dir/fattn-lampe.cu.o $obj_dir/ggml-cuda.cu.o"
+        start=$(date +%s)
+        if ! nice -n "$NICE" ninja -C "$build_dir" -j "$JOBS" $targets > "$build_dir/lampe-check.log" 2>&1; then
+            echo "== sm_$arch: FAILED to compile (see $build_dir/lampe-check.log)"
+            tail -n 40 "$build_dir/lampe-check.log"
+            status=1
+            continue
+        fi
+        if grep -nE "warning|remark" "$build_dir/lampe-check.log" | grep -E "fattn-lampe|ggml-cuda\.cu"; then
+            echo "== sm_$arch: warnings in the LaMPE kernels or their dispatch"
+            status=1
+        fi
+        echo "== sm_$arch: fattn-lampe.cu.o and ggml-cuda.cu.o compiled in $(( $(date +%s) - start )) s"
+        # registers, spills and shared memory of each LaMPE kernel (ptxas -v), into lampe-resources.log
+        cmd=$(ninja -C "$build_dir" -t commands "$obj_dir/fattn-lampe.cu.o" | tail -n 1 |
+              sed -e 's|^[^ ]*ccache ||' -e 's| -MD -MT [^ ]* -MF [^ ]*||' -e 's| -o [^ ]*fattn-lampe.cu.o| -o /dev/null|')
+        (cd "$build_dir" && eval "nice -n $NICE $cmd -Xptxas -v") > "$build_dir/lampe-resources.log" 2>&1 || true
+        awk '/Compiling entry function .*lampe/ { match($0, /_Z[0-9]+lampe_[a-z]+(I[^ ]*E)?/); name = substr($0, RSTART, RLENGTH) }
+             name != "" && /stack frame/ { frame = $1 " B stack, " $5 " B spills" }
+             name != "" && /Used [0-9]+ registers/ { match($0, /Used [0-9]+ registers/); printf "   %-44s %s, %s\n", name, substr($0, RSTART + 5, RLENGTH - 5), frame; name = "" }' \
+            "$build_dir/lampe-resources.log"
+
+    done
+    exit $status
 fi
-cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja \
-    -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCH" \
-    -DCMAKE_CUDA_COMPILER="$NVCC" \
-    -DCUDAToolkit_ROOT="$CUDA_HOME" \
-    -DCUDA_cublas_LIBRARY="$CUBLAS_ROOT/lib/libcublas.so" \
-    -DCUDA_cublasLt_LIBRARY="$CUBLAS_ROOT/lib/libcublasLt.so" \
-    -DCUDA_cuda_driver_LIBRARY="$STUB_DIR/libcuda.so" \
-    -DCMAKE_CUDA_FLAGS="-isystem $CUBLAS_ROOT/include"
+
+configure "$BUILD_DIR" "$CUDA_ARCH"
 
 # 4. Build (one niced job by default: the build shares the machine with tests).
 start=$(date +%s)

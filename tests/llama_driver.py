@@ -7,6 +7,7 @@ logits: load a model, make a context, decode in batches of a chosen size.
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,10 @@ KvType = Literal["f32", "f16", "q8_0"]
 FLASH_ATTN = False
 _GGML_TYPE = {"f32": 0, "f16": 1, "q8_0": 8}  # GGML_TYPE_F32, _F16, _Q8_0
 
+# layers offloaded when a call does not say: PYLAMPE_TEST_N_GPU_LAYERS=999 runs every model of the tests on the GPU
+# of a CUDA build (scripts/device-check.sh), so that the fused LaMPE op runs through its CUDA kernels
+N_GPU_LAYERS = int(os.environ.get("PYLAMPE_TEST_N_GPU_LAYERS", "0"))
+
 
 def import_llama_cpp() -> ModuleType:
     """llama_cpp bound to pylampe's build of llama.cpp (pylampe._native sets it up)."""
@@ -36,9 +41,9 @@ llama_cpp.llama_backend_init()
 
 
 @contextmanager
-def loaded_model(path: str | Path, *, n_gpu_layers: int = 0) -> Iterator[Any]:
+def loaded_model(path: str | Path, *, n_gpu_layers: int | None = None) -> Iterator[Any]:
     params = llama_cpp.llama_model_default_params()
-    params.n_gpu_layers = n_gpu_layers
+    params.n_gpu_layers = N_GPU_LAYERS if n_gpu_layers is None else n_gpu_layers
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {path}")
@@ -118,7 +123,7 @@ def run_logits(
     tokens: list[int],
     *,
     batch_size: int | None = None,
-    n_gpu_layers: int = 0,
+    n_gpu_layers: int | None = None,
     **ctx_params: Any,
 ) -> np.ndarray:
     """One-shot: load path, evaluate tokens in one sequence from position 0, return all logits."""
