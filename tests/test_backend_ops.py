@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-N_CASES = 16  # the op's cases in test-backend-ops.cpp (patches/0001)
+N_CASES = 18  # the op's cases in test-backend-ops.cpp (patches/0001)
 
 
 def test_backend_ops() -> None:
