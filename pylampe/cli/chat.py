@@ -110,9 +110,11 @@ def stats_line(turn: TurnStats, label: str) -> str:
 class _Session:
     """The prompt loop: questions from a terminal or from lines of stdin."""
 
-    def __init__(self, args: argparse.Namespace, chat: Conversation, sampling: dict, interactive: bool):
+    def __init__(self, args: argparse.Namespace, chat: Conversation, progress: PrefillProgress, sampling: dict,
+                 interactive: bool):
         self.args = args
         self.chat = chat
+        self.progress = progress
         self.sampling = sampling
         self.interactive = interactive
         self.out: TextIO = sys.stdout
@@ -181,7 +183,7 @@ class _Session:
             if not self.interactive:
                 raise
             answer.close()  # keeps what was written as the answer
-            llm.progress_end()
+            self.progress.end()
             self.out.write("\n")
             print("[stopped]", file=sys.stderr)
             return
@@ -193,17 +195,6 @@ class _Session:
         self.out.flush()
         if self.args.stats and llm.last_turn is not None and llm.last_turn is not before:
             print(stats_line(llm.last_turn, f"turn {self.chat.turns}"), file=sys.stderr)
-
-
-class _ChatLlama(MeteredLlama):
-    """MeteredLlama whose progress bar is closed even when a prefill is interrupted."""
-
-    def progress_end(self) -> None:
-        progress = self.progress
-        if isinstance(progress, PrefillProgress) and progress.drawn and progress.started is not None \
-                and progress.finished is None:
-            sys.stderr.write("\n")
-            progress.started = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,13 +216,13 @@ def run(args: argparse.Namespace) -> int:
         )
     kwargs = method_kwargs(args, vocab, n_ctx)
     vocab.close()
-    llm: _ChatLlama = load(
-        _ChatLlama, model, n_ctx=n_ctx, **kwargs, **runtime_kwargs(args),
+    llm: MeteredLlama = load(
+        MeteredLlama, model, n_ctx=n_ctx, **kwargs, **runtime_kwargs(args),
         seed=args.seed if args.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
         chat_format="chat_template.default", verbose=args.verbose,
     )
     show = args.progress if args.progress is not None else sys.stderr.isatty()
-    llm.progress = PrefillProgress(show, min_total=PROGRESS_MIN_TOKENS)
+    llm.progress = progress = PrefillProgress(show, min_total=PROGRESS_MIN_TOKENS)
     chat = Conversation(llm, document, args.system)
     try:
         if document is not None:
@@ -247,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"context {n_ctx} tokens, {'LaMPE' if llm.lampe else 'upstream attention'}; "
                   "ask a question, /help for commands, Ctrl-D to leave", file=sys.stderr)
-        _Session(args, chat, sampling_kwargs(args, max_tokens), interactive).run()
+        _Session(args, chat, progress, sampling_kwargs(args, max_tokens), interactive).run()
     finally:
-        llm.progress_end()
+        progress.end()
         llm.close()
     return 0

@@ -185,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as e:
         raise CliError(f"evaluation failed: {e}") from None
     finally:
-        if progress.show and progress.finished is None and progress.started is not None:
-            sys.stderr.write("\n")
+        progress.end()
     sys.stdout.write("\n")
     if args.stats:
         # Tokens evaluated after the prompt: every generated token but the last.

@@ -42,6 +42,15 @@ class PrefillProgress:
                 self.stream.write("\n")
                 self.stream.flush()
 
+    def end(self) -> None:
+        """Close the line of a bar whose prefill stopped before its end (an error, Ctrl-C)."""
+        if self.started is None or self.finished is not None:
+            return
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+        self.started = None
+
     @property
     def seconds(self) -> float:
         """Wall time of the prefill so far (or in all, once finished)."""
