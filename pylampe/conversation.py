@@ -53,15 +53,6 @@ def chat_prompt_tokens(llm: llama_cpp.Llama, messages: Messages) -> List[int]:
     return llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
 
-def _common_prefix(a: List[int], b: List[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class Conversation:
     """The messages of a chat about ``document`` and the model that answers them.
 
@@ -83,8 +74,7 @@ class Conversation:
     def prefix_tokens(self) -> List[int]:
         """The first turn's tokens that come before its question (the document, formatted)."""
         a, b = (chat_prompt_tokens(self.llm, self._with_question(self.opening, q)) for q in _PROBES)
-        return a[: _common_prefix(a, b)]
-
+        return a[: llama_cpp.Llama.longest_token_prefix(a, b)]
 
     def read_document(self) -> int:
         """Evaluate ``prefix_tokens()`` now, so that the first question only costs its own

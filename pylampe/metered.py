@@ -25,6 +25,8 @@ class ContextOverflowError(ValueError):
     """The prompt plus the tokens to generate do not fit the context."""
 
     def __init__(self, prompt_tokens: int, max_tokens: Optional[int], n_ctx: int):
+        if max_tokens is not None and max_tokens <= 0:
+            max_tokens = None  # llama-cpp-python's "up to the context"
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens
         self.n_ctx = n_ctx
@@ -101,7 +103,7 @@ class MeteredLlama(Llama):
         n_ctx = self.n_ctx()
         limited = max_tokens is not None and max_tokens > 0
         if prompt_tokens + (max_tokens if limited else 1) > n_ctx:
-            raise ContextOverflowError(prompt_tokens, max_tokens if limited else None, n_ctx)
+            raise ContextOverflowError(prompt_tokens, max_tokens, n_ctx)
 
     def prompt_tokens(self, create: Callable[..., Any], **kwargs: Any) -> int:
         """The number of tokens of the prompt that ``create(**kwargs)`` would evaluate.
@@ -141,9 +143,7 @@ class MeteredLlama(Llama):
             too_long = None if isinstance(e, ContextOverflowError) else _TOO_LONG.search(str(e))
             if too_long is None:
                 raise
-            limited = self._max_tokens is not None and self._max_tokens > 0
-            raise ContextOverflowError(int(too_long.group(1)), self._max_tokens if limited else None,
-                                       self.n_ctx()) from None
+            raise ContextOverflowError(int(too_long.group(1)), self._max_tokens, self.n_ctx()) from None
         finally:
             self._max_tokens = None
 
