@@ -214,12 +214,9 @@ def _check_models(models: List[Any]) -> List[str]:
         aliases.add(alias)
         check_gguf(Path(m.model))
         try:
-            info = model_info(m.model)
-        except ValueError as e:
-            message = str(e)
-            if message.startswith("Failed to load model"):
-                message = f"llama.cpp could not load {m.model} (truncated or corrupt GGUF?)"
-            raise CliError(f"model {alias}: {message}") from None
+            info = load(model_info, Path(m.model))
+        except CliError as e:
+            raise CliError(f"model {alias}: {e}") from None
         try:
             resolved, lampe = resolve(m, info)
         except ValueError as e:
