@@ -27,6 +27,7 @@ def serve(*args: str) -> subprocess.CompletedProcess:
         (["--method", "self-extend"], 2, "self-extend .* cannot be served"),
         (["--method", "bogus"], 2, "unknown method 'bogus'"),
         (["--n_batch", "many"], 2, "--n_batch: invalid int value"),
+        (["--port", "70000"], 2, "port: .*65535"),
     ],
 )
 def test_bad_settings(tiny_llama_f32: Path, args: list, code: int, pattern: str) -> None:

@@ -105,6 +105,7 @@ class LampeServerSettings(ServerSettings):
     model_config = _CONFIG
 
     host: str = Field(default="127.0.0.1", description="Listen address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Listen port.")
     interrupt_requests: bool = Field(
         default=False,
         description="Stop a streaming answer when another request arrives (llama-cpp-python's "
