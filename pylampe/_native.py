@@ -192,6 +192,34 @@ def llama_lampe_get_state(
 ) -> llama_lampe_state: ...
 
 
+# struct llama_lampe_counters {
+#     int64_t n_ubatch_lampe;        // ubatches with a token of a sequence that has L (LaMPE attention)
+#     int64_t n_ubatch_exact;        // ubatches with exact attention for every token
+#     int64_t n_ubatch_exact_beyond; // ubatches with a token at a position >= T whose sequence has no L (always 0)
+#     int64_t n_ref_derived;         // reference lengths that llama_decode derived (sequences without L beyond T)
+#     int64_t n_ref_kept;            // edits after which a sequence kept its L
+#     int64_t n_ref_reset;           // edits that reset a sequence's L to 0
+# };
+class llama_lampe_counters(ctypes.Structure):
+    """What llama_decode did with LaMPE on a context since it was enabled."""
+
+    _fields_ = [
+        ("n_ubatch_lampe", ctypes.c_int64),
+        ("n_ubatch_exact", ctypes.c_int64),
+        ("n_ubatch_exact_beyond", ctypes.c_int64),
+        ("n_ref_derived", ctypes.c_int64),
+        ("n_ref_kept", ctypes.c_int64),
+        ("n_ref_reset", ctypes.c_int64),
+    ]
+
+
+# LLAMA_API struct llama_lampe_counters llama_lampe_get_counters(const struct llama_context * ctx);
+@ctypes_function(
+    "llama_lampe_get_counters", [llama_cpp.llama_context_p_ctypes], llama_lampe_counters
+)
+def llama_lampe_get_counters(ctx: llama_cpp.llama_context_p, /) -> llama_lampe_counters: ...
+
+
 # llama.cpp prints through one process-wide callback; llama_cpp installs one
 # that only filters by level, which still lets some loader messages through.
 @llama_cpp.llama_log_callback

@@ -94,8 +94,8 @@ class Llama(llama_cpp.Llama):
 
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate tokens; outside ``generate()`` they are a prompt: L = n_tokens + len(tokens)."""
-        # llama_cpp.Llama.eval first drops the cells past n_tokens. Drop them before setting L:
-        # llama.cpp resets L when a sequence is edited after L was set.
+        # llama_cpp.Llama.eval first drops the cells past n_tokens; drop them here, so that the L set
+        # below describes the sequence as this eval finds it.
         self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
         # Inside generate() the prompt's L holds, also for tokens re-evaluated after a rollback.
         self._set_reference(self._prompt_len if self._generating else self.n_tokens + len(tokens))
@@ -124,6 +124,19 @@ class Llama(llama_cpp.Llama):
                 sent = yield token
         finally:
             inner.close()
+
+    def lampe_counters(self) -> Dict[str, int]:
+        """What llama_decode did with LaMPE on this context: ubatches with and without it, and
+        ``exact_beyond_T``, ubatches with a token beyond T and no L (llama.cpp keeps it at 0)."""
+        c = _native.llama_lampe_get_counters(self._ctx.ctx)
+        return {
+            "lampe": c.n_ubatch_lampe,
+            "exact": c.n_ubatch_exact,
+            "exact_beyond_T": c.n_ubatch_exact_beyond,
+            "L_derived": c.n_ref_derived,
+            "L_kept": c.n_ref_kept,
+            "L_reset": c.n_ref_reset,
+        }
 
     def lampe_state(self) -> Dict[str, Any]:
         """The LaMPE constants of the current sequence (L = 0: exact attention)."""

@@ -43,6 +43,7 @@ def test_each_turn_evaluates_only_its_new_tokens(tiny_llama_f32: Path, doc: Path
     assert r1 == int(read.group(1)) and e1 == p1 - r1 < 15  # the question only
     assert r2 > p1 and e2 == p2 - r2 < 20  # turn 1 came from the cache
     assert re.search(r"lampe: T=64 L=\d+ M=\d+ W=8", run.stderr)
+    assert re.search(r"ubatches: lampe=[1-9]\d* exact=\d+ exact_beyond_T=0$", run.stderr, re.M)
 
 
 def test_reset_keeps_the_document(tiny_llama_f32: Path, doc: Path) -> None:

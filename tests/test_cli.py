@@ -130,6 +130,7 @@ def test_generate_stats_and_state(tiny_llama_f32: Path, tmp_path: Path) -> None:
     assert run.stdout.endswith("\n")
     state = [line for line in run.stderr.splitlines() if line.startswith("lampe: ")]
     assert len(state) == 1 and re.search(r"T=64 L=\d{2,} M=\d+ W=8 S=1 r=", state[0])
+    assert re.search(r"ubatches: lampe=[1-9]\d* exact=\d+ exact_beyond_T=0$", state[0])
     assert sum(line.startswith("stats: prompt ") for line in run.stderr.splitlines()) == 1
 
 

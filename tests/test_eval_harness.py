@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import List
@@ -14,6 +16,7 @@ from pylampe.eval import (
     passkey_prompt, run_passkey, run_ppl,
 )
 from pylampe.eval import passkey_eval, ppl_eval
+from pylampe.eval.decoder import Decoder
 from pylampe.eval.passkey import INTRO, NEEDLE, QUESTION
 from pylampe.eval.report import passkey_heatmap, ppl_plot
 
@@ -85,6 +88,29 @@ def test_passkey_every_method(runtime: Runtime, tmp_path: Path) -> None:
     assert len({round(r["answer_logprob"], 4) for r in records}) == len(records)
     passkey_heatmap(records, tmp_path / "pk.png")
     assert (tmp_path / "pk.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_lampe_greedy_answer_is_generate_and_its_own_argmax(runtime: Runtime, tmp_path: Path) -> None:
+    """After teacher forcing, the harness removes the answer from the cache and decodes greedily beyond T: that
+    must stay LaMPE (an edit once dropped it to plain RoPE), so its tokens are Llama.generate's, and teacher
+    forcing them makes each one the argmax."""
+    hay = load_haystack("repeat")
+    (prompt,) = build_prompts(runtime, [LONG], [0.5], 1, 0, hay)
+    (method,) = parse_methods(["lampe"])
+    (record,) = run_passkey(runtime, [method], [prompt], 0, hay, Records(tmp_path / "pk.jsonl", passkey_eval.KEY_FIELDS))
+    n_gen = passkey_eval.DEFAULT_N_GEN
+    n_ctx = len(prompt.tokens) + max(len(prompt.answer), n_gen)
+    setup = method.setup(runtime.info, n_ctx)
+    llm = runtime.load(setup, n_ctx)
+    try:
+        want = list(itertools.islice(llm.generate(prompt.tokens, temp=0.0), n_gen))
+        assert record["generated_tokens"] == want
+        scored = passkey_eval.score(Decoder(llm), setup.prefill, dataclasses.replace(prompt, answer=want), n_gen)
+        assert scored["generated_tokens"] == want and min(scored["margins"]) >= 0
+        ubatches = llm.lampe_counters()
+        assert ubatches["lampe"] > 0 and ubatches["exact_beyond_T"] == 0 and ubatches["L_kept"] >= 1
+    finally:
+        llm.close()
 
 
 def test_self_extend_group_one_is_plain(runtime: Runtime, tmp_path: Path) -> None:

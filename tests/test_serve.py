@@ -134,6 +134,7 @@ def test_beyond_trained_context_needs_no_flags(client: Any, server: ServerProces
     assert r.usage.prompt_tokens > 4 * 64
     state = last_request(server)
     assert state["state"]["L"] == r.usage.prompt_tokens and state["state"]["multi_grained"]
+    assert state["ubatches"]["lampe"] > 0 and state["ubatches"]["exact_beyond_T"] == 0
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -212,6 +213,7 @@ def test_turn_two_reuses_the_first_turn(client: Any, server: ServerProcess, refe
     assert turn["prefill_tokens"] == turn["prompt_tokens"] - turn["reused_tokens"]
     assert turn["prefill_tokens"] <= turn["prompt_tokens"] - first["prompt_tokens"]  # only the new part
     assert served["state"]["L"] == r2.usage.prompt_tokens  # L recomputed from the whole prompt
+    assert served["ubatches"]["exact_beyond_T"] == 0
 
     # (a) the same two turns in-process
     reference.reset()

@@ -121,7 +121,8 @@ def method_kwargs(args: argparse.Namespace, vocab: Vocab, length: int) -> Dict[s
 
 
 def print_state(llm: Llama, file: Any = None) -> None:
-    """The LaMPE constants of the current sequence, one line on stderr."""
+    """The LaMPE constants of the current sequence and the ubatches decoded with and without LaMPE,
+    one line on stderr."""
     file = file or sys.stderr
     if llm.lampe is None:
         print("lampe: off", file=file)
@@ -130,7 +131,8 @@ def print_state(llm: Llama, file: Any = None) -> None:
     print(
         "lampe: T={T} L={L} M={M} W={W} S={S} r={r} b1={b1} b2={b2} s={s:.6f} "
         "multi_grained={multi_grained}".format(**st)
-        + (" (exact attention: L = 0)" if st["L"] == 0 else ""),
+        + (" (exact attention: L = 0)" if st["L"] == 0 else "")
+        + "; ubatches: lampe={lampe} exact={exact} exact_beyond_T={exact_beyond_T}".format(**llm.lampe_counters()),
         file=file,
     )
 
