@@ -54,7 +54,7 @@ def main() -> int:
             llama_cpp.Llama.eval(llm, [prompt[-1]])
         return (time.perf_counter() - t0)/args.segment*1e3
 
-    methods = (("plain", 0), ("lampe", n))
+    methods = (("plain", _native.LLAMA_LAMPE_REF_PLAIN), ("lampe", n))
     for _, n_ref in methods:  # warm-up: the first graph of each kind is built and allocated
         segment(n_ref)
     ms = {name: [] for name, _ in methods}

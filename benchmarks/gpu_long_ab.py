@@ -31,6 +31,9 @@ from pylampe import _native  # first: points llama_cpp at pylampe's library
 import llama_cpp  # noqa: E402
 from pylampe.config import LampeConfig  # noqa: E402
 
+# plain RoPE at every length in the same context: the baseline (llama-ext.h, llama_lampe_set_ref)
+PLAIN = _native.LLAMA_LAMPE_REF_PLAIN
+
 LOG: list[str] = []
 
 
@@ -132,13 +135,13 @@ def main() -> int:
     # warm-up: the first graph of each kind is built and its buffers allocated (the first also runs llama.cpp's
     # probe of the fused LaMPE op)
     w = prompt[:min(nb, n)]
-    for n_ref in (0, n):
+    for n_ref in (PLAIN, n):
         set_ref(n_ref)
         decode(w, 0)
         llama_cpp.llama_memory_clear(mem, True)
 
     # 1. plain prefill
-    set_ref(0)
+    set_ref(PLAIN)
     dt = decode(prompt, 0)
     res["plain_prefill_s"] = dt
     res["plain_prefill_tok_s"] = n / dt
@@ -157,7 +160,7 @@ def main() -> int:
             p += 1
         return (time.perf_counter() - t0) / args.segment * 1e3
 
-    methods = (("plain", 0), ("lampe", n))
+    methods = (("plain", PLAIN), ("lampe", n))
     for _, n_ref in methods:  # warm-up: the first graph of each kind is built and allocated
         segment(n_ref)
     ms: dict[str, list[float]] = {name: [] for name, _ in methods}
@@ -179,7 +182,7 @@ def main() -> int:
     c = min(args.chunk, n // 2)
     depth = {"lampe": [], "plain": []}
     for _ in range(args.chunk_reps):
-        for name, n_ref in (("lampe", n), ("plain", 0)):
+        for name, n_ref in (("lampe", n), ("plain", PLAIN)):
             remove_from(n - c)
             set_ref(n_ref)
             depth[name].append(c / decode(prompt[n - c:], n - c))

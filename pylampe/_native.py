@@ -165,6 +165,10 @@ def llama_lampe_disable(ctx: llama_cpp.llama_context_p, /) -> None: ...
 def llama_lampe_enabled(ctx: llama_cpp.llama_context_p, /) -> bool: ...
 
 
+# #define LLAMA_LAMPE_REF_PLAIN (-1)
+LLAMA_LAMPE_REF_PLAIN = -1
+
+
 # LLAMA_API int32_t llama_lampe_set_ref(struct llama_context * ctx, llama_seq_id seq_id, int32_t n_ref);
 @ctypes_function(
     "llama_lampe_set_ref",
@@ -174,7 +178,8 @@ def llama_lampe_enabled(ctx: llama_cpp.llama_context_p, /) -> bool: ...
 def llama_lampe_set_ref(
     ctx: llama_cpp.llama_context_p, seq_id: int, n_ref: int, /
 ) -> int:
-    """Set the reference length L of a sequence (0: exact attention).
+    """Set the reference length L of a sequence (0: exact attention inside T, LaMPE derived beyond it;
+    LLAMA_LAMPE_REF_PLAIN: exact attention at any length).
 
     0 on success, -1 if LaMPE is not enabled, -2 if seq_id or n_ref is out of range.
     """

@@ -116,6 +116,17 @@ def test_exact_inside_T_switches_to_LaMPE_beyond_it(tiny_llama_f32: Path, ref: R
     assert rel_err(np.concatenate([inside, beyond]), want) < exact_tol(lampe_path)
 
 
+def test_plain_RoPE_beyond_T_only_when_asked(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
+    """LLAMA_LAMPE_REF_PLAIN: the baseline in the same context, counted as such."""
+    tokens = prompt(100, seed=50)
+    with loaded_model(tiny_llama_f32) as model, new_context(model) as ctx:
+        enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+        set_lampe_ref(ctx, _native.LLAMA_LAMPE_REF_PLAIN)
+        got = decode(ctx, tokens, batch_size=50)
+        assert n_ref(ctx) == 0 and counters(ctx).n_ubatch_exact_beyond == 1
+    assert rel_err(got, ref.logits(tokens)) < exact_tol(lampe_path)
+
+
 def test_removing_the_tail_keeps_L(tiny_llama_f32: Path, ref: Reference, lampe_path: bool) -> None:
     """A truncation or rollback (eval's teacher forcing, speculative decoding) continues the same prompt."""
     first, other = prompt(100, seed=22), prompt(40, seed=23)
@@ -291,7 +302,7 @@ def test_reference_length_out_of_range(tiny_llama_f32: Path) -> None:
         assert _native.llama_lampe_set_ref(ctx, 0, 10) == -1  # LaMPE not enabled
         enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
         assert _native.llama_lampe_set_ref(ctx, 0, 256) == 0
-        for seq_id, L in [(0, 257), (0, -1), (1, 10), (-1, 10)]:
+        for seq_id, L in [(0, 257), (0, -2), (1, 10), (-1, 10)]:
             assert _native.llama_lampe_set_ref(ctx, seq_id, L) == -2, (seq_id, L)
 
 
