@@ -41,9 +41,11 @@ llama_cpp.llama_backend_init()
 
 
 @contextmanager
-def loaded_model(path: str | Path, *, n_gpu_layers: int | None = None) -> Iterator[Any]:
+def loaded_model(path: str | Path, *, n_gpu_layers: int | None = None, use_extra_bufts: bool = True) -> Iterator[Any]:
+    """use_extra_bufts=False keeps the weights out of the CPU's repacking buffers (AMX, ...)."""
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = N_GPU_LAYERS if n_gpu_layers is None else n_gpu_layers
+    params.use_extra_bufts = use_extra_bufts
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {path}")
@@ -124,6 +126,7 @@ def run_logits(
     *,
     batch_size: int | None = None,
     n_gpu_layers: int | None = None,
+    use_extra_bufts: bool = True,
     **ctx_params: Any,
 ) -> np.ndarray:
     """One-shot: load path, evaluate tokens in one sequence from position 0, return all logits."""
@@ -131,7 +134,8 @@ def run_logits(
     ctx_params.setdefault("n_ctx", max(256, len(tokens)))
     ctx_params.setdefault("n_batch", max(batch_size, 1))
     ctx_params.setdefault("n_ubatch", ctx_params["n_batch"])
-    with loaded_model(path, n_gpu_layers=n_gpu_layers) as model, new_context(model, **ctx_params) as ctx:
+    with loaded_model(path, n_gpu_layers=n_gpu_layers, use_extra_bufts=use_extra_bufts) as model, \
+            new_context(model, **ctx_params) as ctx:
         return decode(ctx, tokens, batch_size=batch_size)
 
 
