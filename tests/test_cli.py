@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -223,3 +224,15 @@ def test_issue_13_quantized_cache_on_30_layers(tmp_path: Path) -> None:
                   "--cache-type-v", "q8_0", "--lampe-within-window", "lampe", "-v", "--no-progress")
     assert run.returncode == 0, run.stderr
     assert "LaMPE flash attention (ggml_flash_attn_ext_lampe) enabled" in run.stderr
+
+
+def test_info_says_what_a_bug_report_needs() -> None:
+    run = pylampe("info", "--json")
+    assert run.returncode == 0, run.stderr
+    r = json.loads(run.stdout)
+    assert r["patches"] and r["built_for"] and r["devices"][0]["kind"] == "CPU"
+    assert r["devices"][0]["lampe"].startswith("ggml_flash_attn_ext_lampe")
+    has_amx = {"amx_tile", "amx_int8"} <= set(r["cpu"]["flags"])
+    assert r["amx"].startswith("used") == has_amx  # this build enables AMX wherever the CPU has it
+    text = pylampe("info")
+    assert text.returncode == 0 and "amx: " in text.stdout and "LaMPE: " in text.stdout
