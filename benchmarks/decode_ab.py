@@ -22,7 +22,7 @@ import numpy as np
 
 from pylampe import Llama, _native  # first: points llama_cpp at pylampe's library
 import llama_cpp  # noqa: E402
-from pylampe.cli.flags import CACHE_TYPES  # noqa: E402
+from pylampe.cache_types import CACHE_TYPES  # noqa: E402
 from pylampe.cli.model import default_model  # noqa: E402
 
 

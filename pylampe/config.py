@@ -12,7 +12,7 @@ import dataclasses
 import math
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Literal, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     from ._native import llama_lampe_params
@@ -213,3 +213,38 @@ PRESETS: Dict[str, LampeConfig] = {
         sigmoid=(4.5052611e-05, -2.7885769, 82358.524), mapping_min=0, n_ctx_train=131072
     ),
 }
+
+
+def build_lampe_config(
+    n_ctx_train: int, preset: Optional[str] = None, **overrides: Any
+) -> LampeConfig:
+    """``LampeConfig.for_model(T, preset)`` with the given fields replaced (None: keep).
+
+    Raises:
+        ValueError: an invalid combination, naming the field.
+    """
+    if overrides.get("mapping_length") is not None and overrides.get("sigmoid") is not None:
+        raise ValueError("a fixed mapping length and a sigmoid exclude each other")
+    base = LampeConfig.for_model(n_ctx_train, preset)
+    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def lampe_setting(
+    n_ctx_train: int, preset: Optional[str] = None, **overrides: Any
+) -> Union[Literal["auto"], LampeConfig]:
+    """``"auto"`` when no LaMPE parameter was asked for (LaMPE where the model allows it,
+    upstream attention elsewhere), else the configuration, which refuses a model it cannot run on.
+
+    Raises:
+        ValueError: an invalid combination, naming the field.
+    """
+    if preset is None and all(v is None for v in overrides.values()):
+        return "auto"
+    if n_ctx_train <= 0:
+        raise ValueError("the model does not say its trained context length: LaMPE parameters cannot apply")
+    return build_lampe_config(n_ctx_train, preset, **overrides)
+
+
+# pylampe.Llama's lampe=: "auto" (LaMPE where the model allows it), a configuration (LaMPE or an
+# error), or None (upstream attention)
+LampeSetting = Union[Literal["auto"], LampeConfig, None]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Generator, Literal, Optional, Sequence, Union
 
 import llama_cpp
 
 from . import _native
-from .config import LampeConfig
+from .config import LampeConfig, LampeSetting
 
 # llama-cpp-python keeps its one conversation in sequence 0.
 _SEQ_ID = 0
+
+_LOG = logging.getLogger("pylampe")
 
 
 class LampeUnsupportedError(ValueError):
@@ -30,13 +33,17 @@ class Llama(llama_cpp.Llama):
 
     Args:
         model_path: Path to a GGUF model.
-        lampe: ``"auto"`` (``LampeConfig.for_model`` of the model's trained
-            context), a ``LampeConfig``, or None for upstream attention.
+        lampe: ``"auto"``: ``LampeConfig.for_model`` of the model's trained
+            context where LaMPE applies, upstream attention (with a notice
+            in the log, and ``lampe_off_reason`` saying why) where it does
+            not: a vocabulary-only load, a model without RoPE or a trained
+            context length, attention LaMPE does not cover. A
+            ``LampeConfig``: LaMPE, or an error. None: upstream attention.
         **kwargs: Everything ``llama_cpp.Llama`` accepts.
 
     Raises:
-        LampeUnsupportedError: The model cannot use LaMPE (no RoPE,
-            unsupported attention); a ValueError.
+        LampeUnsupportedError: An explicit ``LampeConfig`` for a model that
+            cannot use LaMPE (no RoPE, unsupported attention); a ValueError.
         ValueError: The configuration is invalid.
     """
 
@@ -44,12 +51,13 @@ class Llama(llama_cpp.Llama):
         self,
         model_path: str,
         *,
-        lampe: Union[Literal["auto"], LampeConfig, None] = "auto",
+        lampe: LampeSetting = "auto",
         **kwargs: Any,
     ):
         if not (lampe is None or lampe == "auto" or isinstance(lampe, LampeConfig)):
             raise TypeError(f"lampe must be 'auto', a LampeConfig or None, got {lampe!r}")
         self._lampe: Optional[LampeConfig] = None
+        self._lampe_off_reason: Optional[str] = None if lampe is not None else "lampe=None"
         # True while generate() runs its own evals: they keep the prompt's L, _prompt_len.
         self._generating = False
         self._prompt_len = 0
@@ -61,25 +69,61 @@ class Llama(llama_cpp.Llama):
                 self.close()
                 raise
 
-    def _enable(self, lampe: Union[Literal["auto"], LampeConfig]) -> None:
-        model = self._model.model
-        reason = _native.llama_lampe_model_unsupported(model)
+    def _unsupported(self) -> Optional[str]:
+        """Why LaMPE cannot run on this load, or None."""
+        if self.model_params.vocab_only:
+            return "a vocabulary-only load has no attention"
+        reason = _native.llama_lampe_model_unsupported(self._model.model)
         if reason is not None:
-            raise LampeUnsupportedError(f"LaMPE cannot be used with this model: {reason.decode()}")
-        config = LampeConfig.for_model(self._model.n_ctx_train()) if lampe == "auto" else lampe
+            return reason.decode()
+        if self._model.n_ctx_train() <= 0:
+            return "the model does not say its trained context length"
+        return None
+
+    def _enable(self, lampe: Union[Literal["auto"], LampeConfig]) -> None:
+        reason = self._unsupported()
+        if reason is not None and lampe == "auto":
+            self._auto_off(reason)
+            return
+        if reason is not None:
+            raise LampeUnsupportedError(f"LaMPE cannot be used with this model: {reason}")
+        model = self._model.model
+        if lampe == "auto":
+            try:
+                config = LampeConfig.for_model(self._model.n_ctx_train())
+            except ValueError as e:  # a trained context too short for any LaMPE setting
+                self._auto_off(str(e))
+                return
+        else:
+            config = lampe
         params = config.to_params()
         rc = _native.llama_lampe_enable(self._ctx.ctx, params)
         if rc == -3:
+            if lampe == "auto":
+                self._auto_off("the context's attention is not causal")
+                return
             raise LampeUnsupportedError("LaMPE needs causal attention (this context is not causal)")
         if rc != 0:
             message = _native.llama_lampe_params_check(model, params) or b"llama_lampe_enable failed"
             raise ValueError(f"invalid LaMPE parameters: {message.decode()}")
         self._lampe = config
 
+    def _auto_off(self, reason: str) -> None:
+        """lampe="auto" where LaMPE does not apply: upstream attention, said once (a tokenizer-only
+        load is obvious and stays quiet)."""
+        self._lampe_off_reason = reason
+        if not self.model_params.vocab_only:
+            _LOG.warning("pylampe: LaMPE off for %s: %s; upstream attention", self.model_path, reason)
+
     @property
     def lampe(self) -> Optional[LampeConfig]:
         """The configuration in use, None when attention is upstream's."""
         return self._lampe
+
+    @property
+    def lampe_off_reason(self) -> Optional[str]:
+        """Why attention is upstream's ("lampe=None", or what ``"auto"`` found), None with LaMPE on."""
+        return self._lampe_off_reason
 
     def _set_reference(self, n_ref: int) -> None:
         if self._lampe is None:
@@ -139,9 +183,11 @@ class Llama(llama_cpp.Llama):
         }
 
     def lampe_state(self) -> Dict[str, Any]:
-        """The LaMPE constants of the current sequence (L = 0: exact attention)."""
+        """The LaMPE constants of the current sequence (L = 0: exact attention), and ``status``:
+        "on", or "off: <reason>"."""
         st = _native.llama_lampe_get_state(self._ctx.ctx, _SEQ_ID)
         return {
+            "status": "on" if self._lampe is not None else f"off: {self._lampe_off_reason}",
             "T": self._model.n_ctx_train(),
             "L": st.n_ref,
             "M": st.n_map,

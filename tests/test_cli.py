@@ -94,7 +94,12 @@ def test_prompt_longer_than_context(tiny_llama_f32: Path) -> None:
 
 
 def test_model_without_rope(tiny_gpt2: Path) -> None:
-    run = pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello")
+    """The default is LaMPE where it applies: upstream attention here, said on stderr; asked-for
+    LaMPE parameters are refused."""
+    run = pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello", "-n", "2", "-v", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "LaMPE off" in run.stderr and "lampe: off: the model does not use RoPE" in run.stderr
+    run = pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello", "--lampe-window", "8")
     assert_one_error(run, 1, "does not use RoPE.*--no-lampe")
     assert pylampe("generate", "-m", str(tiny_gpt2), "-p", "hello", "-n", "2", "--no-lampe").returncode == 0
 

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from gguf_models import write_tiny_llama
 from kv_storage import QUANTIZED, KvStorage
-from pylampe.cli.flags import CACHE_TYPES
+from pylampe.cache_types import CACHE_TYPES
 from reference.lampe_spec import capped, mapping_length
 from reference.model import LampeArgs, Reference
 

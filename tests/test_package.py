@@ -117,6 +117,25 @@ def test_no_lampe(tiny_llama_f32: Path) -> None:
 
 
 def test_model_without_rope(tiny_gpt2: Path) -> None:
+    """lampe="auto" (the default) falls back to upstream attention and says why; an explicit
+    configuration refuses."""
     with pytest.raises(LampeUnsupportedError, match="RoPE"):
-        Llama(str(tiny_gpt2), n_ctx=128, verbose=False)
+        Llama(str(tiny_gpt2), lampe=LampeConfig.for_model(64), n_ctx=128, verbose=False)
+    llm = Llama(str(tiny_gpt2), n_ctx=128, verbose=False)
+    try:
+        assert llm.lampe is None and llm.lampe_off_reason == "the model does not use RoPE"
+        assert llm.lampe_state()["status"] == "off: the model does not use RoPE"
+        assert llm.create_completion("hello", max_tokens=2)["choices"][0]["text"] is not None
+    finally:
+        llm.close()
     Llama(str(tiny_gpt2), lampe=None, n_ctx=128, verbose=False).close()
+
+
+def test_vocab_only_load(tiny_llama_f32: Path) -> None:
+    """A tokenizer-only load, the most common llama-cpp-python call besides generating."""
+    llm = Llama(str(tiny_llama_f32), vocab_only=True, verbose=False)
+    try:
+        assert llm.lampe is None and llm.lampe_off_reason == "a vocabulary-only load has no attention"
+        assert llm.detokenize(llm.tokenize(b"the word")).strip() == b"the word"
+    finally:
+        llm.close()

@@ -42,8 +42,19 @@ def test_truncated_model(truncated_gguf: Path) -> None:
     assert_one_error(serve("-m", str(truncated_gguf)), 1, "could not load .*truncated or corrupt")
 
 
-def test_model_without_rope(tiny_gpt2: Path) -> None:
-    assert_one_error(serve("-m", str(tiny_gpt2), "--port", str(free_port())), 1, "RoPE.*--no-lampe")
+def test_model_without_rope(tiny_gpt2: Path, tmp_path: Path) -> None:
+    """By default served with upstream attention, and /extras/lampe says why; LaMPE parameters that
+    cannot apply are refused at start."""
+    server = ServerProcess(["-m", str(tiny_gpt2)], tmp_path / "serve.log")
+    try:
+        status, _ = server.request("POST", "/v1/completions", json.dumps({"prompt": "hello", "max_tokens": 2}).encode())
+        assert status == 200
+        status, body = server.request("GET", "/extras/lampe")
+        assert status == 200 and body["state"]["status"] == "off: the model does not use RoPE", body
+    finally:
+        server.stop()
+    run = serve("-m", str(tiny_gpt2), "--port", str(free_port()), "--lampe-window", "8")
+    assert_one_error(run, 1, "RoPE.*--no-lampe")
 
 
 def test_port_in_use(tiny_llama_f32: Path) -> None:

@@ -8,24 +8,14 @@ and validation cannot drift apart.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import llama_cpp
 
-from ..config import PRESETS, LampeConfig
+from ..cache_types import CACHE_TYPES
+from ..config import PRESETS, LampeSetting, lampe_setting
 from .errors import UsageError
 
-CACHE_TYPES = {
-    "f32": llama_cpp.GGML_TYPE_F32,
-    "f16": llama_cpp.GGML_TYPE_F16,
-    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
-    "q5_1": llama_cpp.GGML_TYPE_Q5_1,
-    "q5_0": llama_cpp.GGML_TYPE_Q5_0,
-    "q4_1": llama_cpp.GGML_TYPE_Q4_1,
-    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
-    "iq4_nl": llama_cpp.GGML_TYPE_IQ4_NL,
-}
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -168,28 +158,15 @@ LAMPE_FIELDS = {
 }
 
 
-def build_lampe_config(
-    n_ctx_train: int, preset: Optional[str] = None, **overrides: Any
-) -> LampeConfig:
-    """``LampeConfig.for_model(T, preset)`` with the given fields replaced (None: keep).
-
-    Raises:
-        ValueError: an invalid combination, naming the field.
-    """
-    if overrides.get("mapping_length") is not None and overrides.get("sigmoid") is not None:
-        raise ValueError("a fixed mapping length and a sigmoid exclude each other")
-    base = LampeConfig.for_model(n_ctx_train, preset)
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def lampe_config(args: argparse.Namespace, n_ctx_train: int) -> Optional[LampeConfig]:
-    """The configuration of ``add_lampe_args``'s flags; None with --no-lampe."""
+def lampe_config(args: argparse.Namespace, n_ctx_train: int) -> LampeSetting:
+    """What ``add_lampe_args``'s flags ask for: None with --no-lampe, "auto" when no --lampe-* flag
+    is given (LaMPE where the model allows it), else the configuration."""
     if not args.lampe:
         return None
     if args.lampe_mapping_length is not None and args.lampe_sigmoid is not None:
         raise UsageError("--lampe-mapping-length and --lampe-sigmoid exclude each other")
     try:
-        return build_lampe_config(
+        return lampe_setting(
             n_ctx_train, args.lampe_preset,
             **{field: getattr(args, dest) for dest, field in LAMPE_FIELDS.items()},
         )

@@ -114,10 +114,7 @@ def method_kwargs(args: argparse.Namespace, vocab: Vocab, length: int) -> Dict[s
     """``lampe=`` from the --lampe-* flags, or a --method baseline sized for `length` tokens."""
     if args.method not in (None, "lampe"):
         return baseline_kwargs(args.method, vocab.model_info(), length)
-    config = lampe_config(args, vocab.n_ctx_train) if vocab.n_ctx_train else None
-    if args.lampe and config is None:
-        raise CliError("the model does not say its trained context length: run with --no-lampe")
-    return {"lampe": config}
+    return {"lampe": lampe_config(args, vocab.n_ctx_train)}
 
 
 def print_state(llm: Llama, file: Any = None) -> None:
@@ -125,7 +122,7 @@ def print_state(llm: Llama, file: Any = None) -> None:
     one line on stderr."""
     file = file or sys.stderr
     if llm.lampe is None:
-        print("lampe: off", file=file)
+        print(f"lampe: off: {llm.lampe_off_reason}", file=file)
         return
     st = llm.lampe_state()
     print(

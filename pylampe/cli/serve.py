@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Set, Tuple
 
 from .. import _native
 from .errors import CliError, UsageError
-from .flags import CACHE_TYPES, LAMPE_FIELDS, add_lampe_args, add_runtime_args, int_at_least
+from ..cache_types import CACHE_TYPES
+from .flags import LAMPE_FIELDS, add_lampe_args, add_runtime_args, int_at_least
 from .generate import add_model_arg
 from .model import check_gguf, default_model, load
 
@@ -221,7 +222,9 @@ def _check_models(models: List[Any]) -> List[str]:
             resolved, lampe = resolve(m, info)
         except ValueError as e:
             raise UsageError(f"model {alias}: {e}") from None
-        if lampe is not None:
+        if lampe == "auto":
+            attention = "LaMPE where the model allows it"
+        elif lampe is not None:
             attention = f"LaMPE W={lampe.window} S={lampe.start}"
         elif m.method not in (None, "lampe"):
             attention = f"method {m.method}"

@@ -225,7 +225,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             "n_ctx_train": llama._model.n_ctx_train(),
             "kv_tokens": llama.n_tokens,
             "lampe": dataclasses.asdict(llama.lampe) if llama.lampe else None,
-            "state": llama.lampe_state() if llama.lampe else None,
+            "state": llama.lampe_state(),
             "ubatches": llama.lampe_counters() if llama.lampe else None,
             "last_request": turn.as_dict() if turn else None,
         }

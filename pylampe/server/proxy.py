@@ -20,7 +20,7 @@ import llama_cpp
 from llama_cpp.server.model import LlamaProxy
 from llama_cpp.server.settings import ModelSettings
 
-from ..config import LampeConfig
+from ..config import LampeSetting
 from ..eval.model_info import ModelInfo
 from ..metered import MeteredLlama
 from .settings import LampeModelSettings, resolve
@@ -52,8 +52,8 @@ def _loader(llama_class: type) -> Callable[[ModelSettings], llama_cpp.Llama]:
                               _UPSTREAM_LOADER.__closure__)
 
 
-def served_class(lampe: Optional[LampeConfig]) -> type:
-    """A MeteredLlama class whose models use ``lampe`` (None: upstream attention)."""
+def served_class(lampe: LampeSetting) -> type:
+    """A MeteredLlama class whose models use ``lampe`` (see pylampe.Llama)."""
 
     class ServedLlama(MeteredLlama):
         def __init__(self, model_path: str, **kwargs: Any):

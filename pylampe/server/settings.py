@@ -24,8 +24,8 @@ from pydantic_settings import SettingsConfigDict
 
 from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-from ..cli.flags import CACHE_TYPES, build_lampe_config
-from ..config import PRESETS, LampeConfig
+from ..cache_types import CACHE_TYPES
+from ..config import PRESETS, LampeSetting, lampe_setting
 from ..eval.model_info import ModelInfo
 from ..eval.methods import parse_method
 
@@ -124,9 +124,9 @@ def default_n_ctx(n_ctx_train: int, extended: bool) -> int:
     return min(DEFAULT_CTX_FACTOR * n_ctx_train if extended else n_ctx_train, DEFAULT_CTX_CAP)
 
 
-def resolve(settings: LampeModelSettings, info: ModelInfo) -> Tuple[LampeModelSettings, Optional[LampeConfig]]:
-    """The settings to load with (n_ctx and a baseline's rope fields filled in) and the LaMPE
-    configuration (None for upstream attention).
+def resolve(settings: LampeModelSettings, info: ModelInfo) -> Tuple[LampeModelSettings, LampeSetting]:
+    """The settings to load with (n_ctx and a baseline's rope fields filled in) and pylampe.Llama's
+    ``lampe=``: None for upstream attention, "auto" without lampe_* settings, else the configuration.
 
     Raises:
         ValueError: invalid LaMPE or method settings, naming the problem.
@@ -135,12 +135,12 @@ def resolve(settings: LampeModelSettings, info: ModelInfo) -> Tuple[LampeModelSe
     lampe_on = settings.lampe and not baseline
     n_ctx = settings.n_ctx or default_n_ctx(info.n_ctx_train, lampe_on or baseline)
     update: Dict[str, Any] = {"n_ctx": n_ctx}
-    config: Optional[LampeConfig] = None
+    config: LampeSetting = None
     if baseline:
         llama_kwargs = parse_method(settings.method).setup(info, n_ctx).llama_kwargs  # type: ignore[arg-type]
         update.update({k: v for k, v in llama_kwargs.items() if k != "lampe"})
     elif lampe_on:
-        config = build_lampe_config(
+        config = lampe_setting(
             info.n_ctx_train, settings.lampe_preset,
             window=settings.lampe_window, start=settings.lampe_start,
             mapping_length=settings.lampe_mapping_length,
