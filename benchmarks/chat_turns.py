@@ -110,6 +110,7 @@ def run_one(model: Path, method: str, n_doc: int, haystack: str, threads: Option
     record["answer_2_reuse"] = ask(chat, QUESTION_2)
     record["turn_2_reuse"] = turn_record(llm.last_turn)
     record["lampe_L_turn_2"] = llm.lampe_state()["L"] if llm.lampe else None
+    record["lampe_ubatches"] = llm.lampe_counters() if llm.lampe else None  # engaged, never plain beyond T
     reuse_logits = llm.first_logits
 
     cold = Conversation(llm, doc)

@@ -24,6 +24,9 @@ def test_bench_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:
         assert r["kv_mib"] > 0 and r["compute_mib"] > 0 and r["peak_rss_mib"] > 0
         assert r["flash_attn"] is True
     assert records[0]["kv_mib"] == records[1]["kv_mib"]  # LaMPE keeps the KV cache of plain attention
+    assert records[0]["lampe_ubatches"] is None
+    ub = records[1]["lampe_ubatches"]
+    assert ub["lampe"] > 4 and ub["exact_beyond_T"] == 0  # the prompt and every decoded token beyond T
     rows = run.stdout.splitlines()[2:]
     assert rows[0].split("|")[4].strip() == "none" and "x, " in rows[1]  # the ratio to plain
     again = pylampe(*args)

@@ -37,6 +37,8 @@ class Measurement:
     compute_mib: float
     peak_rss_mib: float
     params: Dict[str, Any]
+    # Llama.lampe_counters() after the run (None without LaMPE): shows it was engaged
+    lampe_ubatches: Optional[Dict[str, int]] = None
 
     def record(self) -> Dict[str, Any]:
         return asdict(self)
@@ -105,6 +107,7 @@ def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[st
                 break
         t2 = time.perf_counter()
         prefill, decode = round(tokens/(t1 - t0), 2), round(n_gen/(t2 - t1), 2)
+    ubatches = llm.lampe_counters() if llm.lampe else None
     llm.close()
     runtime.close()
 
@@ -117,7 +120,7 @@ def _run(model: str, method: str, tokens: int, n_gen: int, llama_kwargs: Dict[st
         prefill_tok_s=prefill, decode_tok_s=decode,
         kv_mib=buffers["KV"], compute_mib=buffers["compute"],
         peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, 1),
-        params=setup.params,
+        params=setup.params, lampe_ubatches=ubatches,
     ).record()
 
 
