@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 BINDINGS := llama-cpp-python==0.3.36
 
+# ccache keys on source paths: relative to the checkout, a fresh clone (CI's) hits what another built
+export CCACHE_BASEDIR ?= $(CURDIR)
+
 .PHONY: install demo test vendor patches clean
 
 $(VENV)/bin/activate:
