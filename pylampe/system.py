@@ -52,7 +52,7 @@ def amx_status(cpu_flags: List[str], devices: List[_ggml.Device]) -> str:
     if in_use:
         return "used for quantized weights (AMX buffer)"
     if has:
-        return "this CPU has AMX, but this build does not use it (built without AMX_INT8)"
+        return "this CPU has AMX, but ggml does not use it (built without AMX_INT8, or the kernel refused AMX)"
     return "not used: this CPU has no AMX"
 
 
