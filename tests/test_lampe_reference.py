@@ -20,6 +20,7 @@ import pytest
 import llama_driver
 from conftest import LOGIT_ERRORS
 from gguf_models import write_tiny_llama
+from pylampe import _native
 from llama_driver import decode, enable_lampe, llama_cpp, loaded_model, new_context, set_lampe_ref
 from reference.lampe_spec import constants
 from reference.model import LampeArgs, Reference
@@ -175,15 +176,27 @@ def test_two_sequences_of_different_lengths(tiny_llama_f32: Path, ref_llama: Ref
 
 
 def test_exact_state_is_upstream(tiny_llama_f32: Path) -> None:
-    """n_ref = 0 (exact attention, used inside the trained window) is bit-identical to LaMPE off."""
+    """n_ref = 0 (exact attention, used inside the trained window) is bit-identical to LaMPE off, and so is
+    LLAMA_LAMPE_REF_PLAIN beyond T; n_ref = 0 beyond T is not (LaMPE derives L there)."""
     tokens = prompt(100, seed=8)
     with loaded_model(tiny_llama_f32) as model:
         with new_context(model) as ctx:
             plain = decode(ctx, tokens, batch_size=100)
         with new_context(model) as ctx:
+            plain_inside = decode(ctx, tokens[:60], batch_size=60)
+        with new_context(model) as ctx:
             enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
-            exact = decode(ctx, tokens, batch_size=100)
-    np.testing.assert_array_equal(exact, plain)
+            inside = decode(ctx, tokens[:60], batch_size=60)
+        with new_context(model) as ctx:
+            enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+            set_lampe_ref(ctx, _native.LLAMA_LAMPE_REF_PLAIN)
+            asked = decode(ctx, tokens, batch_size=100)
+        with new_context(model) as ctx:
+            enable_lampe(ctx, W=W, S=S, M=M, s=ATTN_FACTOR)
+            derived = decode(ctx, tokens, batch_size=100)
+    np.testing.assert_array_equal(inside, plain_inside)
+    np.testing.assert_array_equal(asked, plain)
+    assert rel_err(derived, plain, record=False) > 1e-1
 
 
 def test_after_removing_the_tail_of_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) -> None:
@@ -195,7 +208,7 @@ def test_after_removing_the_tail_of_a_sequence(tiny_llama_f32: Path, ref_llama: 
         set_lampe_ref(ctx, 100)
         decode(ctx, first, batch_size=50)
         llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, 60, -1)
-        set_lampe_ref(ctx, 100)  # an edit resets L: the new prompt sets it again
+        set_lampe_ref(ctx, 100)  # the new prompt's L (a trim would have kept it anyway)
         got = decode(ctx, other, batch_size=40, pos0=60)
     want = ref_llama.logits(tokens, lampe=LampeArgs(100, W, S, M, ATTN_FACTOR))[60:]
     assert rel_err(got, want) < TOL[("f32", False)]
