@@ -19,7 +19,7 @@ trained context; inside it, attention is upstream's and reuse is exact.)
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import llama_cpp
 from llama_cpp import llama_chat_format
@@ -53,6 +53,31 @@ def chat_prompt_tokens(llm: llama_cpp.Llama, messages: Messages) -> List[int]:
     return llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
 
 
+def question_prefix(llm: llama_cpp.Llama, chat: Callable[[str], Messages]) -> List[int]:
+    """The tokens of ``chat(question)`` that do not depend on the question (two probes' common prefix)."""
+    a, b = (chat_prompt_tokens(llm, chat(q)) for q in _PROBES)
+    return a[: llama_cpp.Llama.longest_token_prefix(a, b)]
+
+
+def document_prefix(llm: llama_cpp.Llama, document: str, before: Messages = ()) -> List[int]:
+    """The tokens of a chat up to the question, where ``before`` (system messages) is followed by
+    a first user message made of ``document``, a blank line and the question: how
+    ``Conversation``, ``generate --chat`` and API clients send a document."""
+    return question_prefix(llm, lambda q: [*before, {"role": "user", "content": f"{document}\n\n{q}"}])
+
+
+def read_prefix(llm: llama_cpp.Llama, tokens: Sequence[int]) -> None:
+    """Evaluate ``tokens`` as a prompt of their own (with a pylampe.Llama: L = their count), so
+    that a prompt continuing them evaluates only its own tokens."""
+    # generate() evaluates the prefix as a prompt (with MeteredLlama's progress meter and context
+    # check); its first sampled token is dropped unevaluated.
+    generated = llm.generate(tokens, temp=0.0)
+    try:
+        next(generated)
+    finally:
+        generated.close()
+
+
 class Conversation:
     """The messages of a chat about ``document`` and the model that answers them.
 
@@ -73,21 +98,14 @@ class Conversation:
 
     def prefix_tokens(self) -> List[int]:
         """The first turn's tokens that come before its question (the document, formatted)."""
-        a, b = (chat_prompt_tokens(self.llm, self._with_question(self.opening, q)) for q in _PROBES)
-        return a[: llama_cpp.Llama.longest_token_prefix(a, b)]
+        return question_prefix(self.llm, lambda q: self._with_question(self.opening, q))
 
     def read_document(self) -> int:
         """Evaluate ``prefix_tokens()`` now, so that the first question only costs its own
         tokens; returns their number. L is their count (the first question sets its own).
         """
         prefix = self.prefix_tokens()
-        # generate() evaluates the prefix as a prompt (with the progress meter and
-        # the context check); its first sampled token is dropped unevaluated.
-        tokens = self.llm.generate(prefix, temp=0.0)
-        try:
-            next(tokens)
-        finally:
-            tokens.close()
+        read_prefix(self.llm, prefix)
         return len(prefix)
 
     def ask(self, question: str, **sampling: Any) -> Iterator[str]:

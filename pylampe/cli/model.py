@@ -15,6 +15,7 @@ from ..eval.method import plain_prefill
 from ..eval.methods import parse_method
 from ..eval.model_info import ModelInfo
 from ..llama import LampeUnsupportedError, Llama
+from ..memory import ContextMemory, available_bytes, context_memory, gib
 from .errors import CliError, UsageError
 from .flags import lampe_config
 
@@ -72,7 +73,7 @@ class Vocab:
 
     def __init__(self, path: Path, verbose: bool):
         self.llm = load(llama_cpp.Llama, path, vocab_only=True, verbose=verbose)
-        meta = self.llm.metadata
+        self.metadata = meta = self.llm.metadata
         self.n_ctx_train = int(meta.get(f"{meta.get('general.architecture')}.context_length", 0))
         self.chat_template = meta.get("tokenizer.chat_template")
 
@@ -94,8 +95,27 @@ class Vocab:
         except ValueError as e:
             raise CliError(str(e)) from None
 
+    def memory(self, args: argparse.Namespace, n_ctx: int) -> ContextMemory:
+        """What a context of ``n_ctx`` tokens with the runtime flags' KV types will take."""
+        return context_memory(self.metadata, self.llm.n_vocab(), n_ctx, args.cache_type_k,
+                              args.cache_type_v, args.flash_attn == "on")
+
     def close(self) -> None:
         self.llm.close()
+
+
+def check_memory(args: argparse.Namespace, vocab: Vocab, n_ctx: int) -> ContextMemory:
+    """The context's memory, refused with the numbers when this machine does not have it
+    (with layers on a GPU the KV cache is not in this memory: nothing is checked)."""
+    need = vocab.memory(args, n_ctx)
+    available = available_bytes()
+    if args.n_gpu_layers == 0 and available is not None and need.total > available:
+        raise CliError(
+            f"a context of {n_ctx:,} tokens needs {gib(need.kv)} of KV cache ({args.cache_type_k}/"
+            f"{args.cache_type_v}) and about {gib(need.compute)} of compute buffer, but {gib(available)} "
+            "is available: lower -c, or shrink the KV cache with --cache-type-k q8_0 --cache-type-v q8_0"
+        )
+    return need
 
 
 def baseline_kwargs(spec: str, info: ModelInfo, length: int) -> Dict[str, Any]:
