@@ -85,5 +85,7 @@ def available_bytes() -> Optional[int]:
 
 
 def gib(n: float) -> str:
-    """``"2.1 GiB"``, or MiB below one GiB."""
-    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.0f} MiB"
+    """``"2.1 GiB"``, or MiB (KiB) below one GiB (MiB)."""
+    if n >= GIB:
+        return f"{n / GIB:.1f} GiB"
+    return f"{n / (1 << 20):.0f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"

@@ -7,7 +7,7 @@ import sys
 from typing import List, NoReturn, Optional
 
 from .. import __version__
-from . import bench, chat, eval as eval_cmd, generate, info, serve
+from . import bench, cache, chat, eval as eval_cmd, generate, info, serve
 from .errors import CliError, UsageError
 
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(commands)
     bench.add_parser(commands)
     info.add_parser(commands)
+    cache.add_parser(commands)
     return parser
 
 

@@ -15,13 +15,16 @@ import llama_cpp
 
 from .. import _native
 from ..conversation import Conversation, opening_tokens
+from ..doc_cache import DocCache, read_once
 from ..metered import ContextOverflowError, MeteredLlama, TurnStats
-from .errors import CliError, UsageError
+from .document import doc_store, read_file, read_line, what_was_read
+from .errors import CliError
 from .flags import (
-    add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs, sampling_kwargs,
+    add_doc_cache_args, add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs,
+    sampling_kwargs,
 )
-from .generate import CTX_ROUNDING, add_model_arg, add_output_args
-from .model import Vocab, load, method_kwargs, model_path, print_state, round_up
+from .generate import CTX_ROUNDING, add_model_arg, add_output_args, kv_type_label
+from .model import Vocab, check_memory, load, method_kwargs, model_path, print_state, round_up
 from .progress import PrefillProgress
 
 DEFAULT_MAX_TOKENS = 512
@@ -68,7 +71,8 @@ def add_parser(subparsers: Any) -> None:
     io = p.add_argument_group("input")
     add_model_arg(io)
     io.add_argument("-f", "--file", metavar="FILE",
-                    help="the document to talk about (default: none, a plain chat)")
+                    help="the document to talk about: PDF, EPUB, DOCX, HTML, Markdown or UTF-8 text "
+                    "(default: none, a plain chat)")
     io.add_argument("--system", metavar="TEXT",
                     help="a system message before the document (default: none; the chat "
                     "template may add its own)")
@@ -80,23 +84,10 @@ def add_parser(subparsers: Any) -> None:
         f"(default: the document + {DEFAULT_ROOM}, rounded up to a multiple of {CTX_ROUNDING})",
     )
     add_runtime_args(r)
+    add_doc_cache_args(r)
     add_lampe_args(p, "the context size")
     add_output_args(p, stats="after each answer, print to stderr the prompt tokens reused from "
                     "the cache and evaluated, the time to first token and the decode speed")
-
-
-def _read_document(path: Optional[str]) -> Optional[str]:
-    if path is None:
-        return None
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise CliError(f"cannot read {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"cannot read {path}: not UTF-8 text") from None
-    if not text.strip():
-        raise UsageError(f"the document {path} is empty")
-    return text
 
 
 def stats_line(turn: TurnStats, label: str) -> str:
@@ -199,7 +190,8 @@ class _Session:
 
 def run(args: argparse.Namespace) -> int:
     model = model_path(args)
-    document = _read_document(args.file)
+    doc = read_file(args.file) if args.file is not None else None
+    document = doc.text if doc is not None else None
     interactive = sys.stdin.isatty()
     _native.set_llama_logging(args.verbose)
 
@@ -214,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
             f"the document ({len(opening)} tokens) plus {max_tokens} tokens to generate does not "
             f"fit the context of {n_ctx} tokens: raise -c or lower -n"
         )
+    memory = check_memory(args, vocab, n_ctx)
     kwargs = method_kwargs(args, vocab, n_ctx)
     vocab.close()
     llm: MeteredLlama = load(
@@ -225,14 +218,15 @@ def run(args: argparse.Namespace) -> int:
     llm.progress = progress = PrefillProgress(show, min_total=PROGRESS_MIN_TOKENS)
     chat = Conversation(llm, document, args.system)
     try:
-        if document is not None:
-            if interactive or show:
-                print(f"reading the document: {len(opening)} tokens", file=sys.stderr)
-            n = chat.read_document()
-            read = llm.last_turn
-            if read is not None and (args.stats or interactive):
-                print(f"{'stats: ' if args.stats else ''}document: {n} tokens read in "
-                      f"{read.prefill_s:.1f} s ({read.prefill_rate:.1f} tok/s)", file=sys.stderr)
+        if doc is not None:
+            if interactive or show or args.stats:
+                print(what_was_read(args.file, doc, len(opening), vocab.n_ctx_train, n_ctx, memory.kv,
+                                    kv_type_label(args)), file=sys.stderr)
+            store = doc_store(args)
+            read = read_once(llm, chat.prefix_tokens(), DocCache(llm, store) if store else None,
+                             Path(args.file).name)
+            if args.stats or interactive:
+                print(f"{'stats: ' if args.stats else ''}{read_line(read)}", file=sys.stderr)
         if interactive:
             import readline  # noqa: F401  (line editing and history for input())
 

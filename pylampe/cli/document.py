@@ -1,9 +1,14 @@
-"""-f FILE for the commands: a document read and converted, and the line that says what was read."""
+"""-f FILE for the commands: a document read and converted, the lines that say what was read and how,
+and the document cache the flags name."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+from typing import Optional
 
+from ..doc_cache import DocStore, DocumentRead, default_dir
 from ..documents import Document, DocumentError, read_document
 from ..memory import gib
 from .errors import CliError, UsageError
@@ -26,3 +31,26 @@ def what_was_read(path: str, doc: Document, n_tokens: int, n_ctx_train: int, n_c
     multiple = f" ({n_tokens / n_ctx_train:.1f} T)" if n_ctx_train > 0 else ""
     return (f"{Path(path).name}: {doc.describe()}, {n_tokens:,} tokens{multiple}; context {n_ctx:,}; "
             f"KV {gib(kv_bytes)} {kv_type}")
+
+
+def warn(message: str) -> None:
+    print(f"pylampe: warning: {message}", file=sys.stderr)
+
+
+def doc_store(args: argparse.Namespace) -> Optional[DocStore]:
+    """The document cache that --doc-cache/--no-doc-cache/--doc-cache-size name; None when off."""
+    if getattr(args, "no_doc_cache", False):
+        return None
+    root = Path(args.doc_cache) if args.doc_cache else default_dir()
+    return DocStore(root, args.doc_cache_size, warn=warn)
+
+
+def read_line(read: DocumentRead) -> str:
+    """``document: 96,310 tokens restored from cache in 2.1 s`` (or read, with the speed)."""
+    if read.how == "restored":
+        return f"document: {read.n_tokens:,} tokens restored from cache in {read.seconds:.1f} s"
+    if read.how == "kept":
+        return f"document: {read.n_tokens:,} tokens already in the KV cache"
+    rate = read.n_tokens / read.seconds if read.seconds > 0 else 0.0
+    saved = "; saved to the document cache" if read.saved else ""
+    return f"document: {read.n_tokens:,} tokens read in {read.seconds:.1f} s ({rate:.1f} tok/s){saved}"

@@ -11,6 +11,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from .. import _native
 from ..eval import methods as methods_mod
 from ..eval import passkey_eval, ppl_eval, report
+from ..documents import DocumentError
 from ..eval.haystack import REPEAT, Haystack, load_haystack
 from ..eval.records import Records
 from ..eval.runtime import Runtime
@@ -92,8 +93,8 @@ def add_parser(subparsers: Any) -> None:
                     help="prompts per length and depth, each with its own key (default: 1)")
     pk.add_argument("--seed", type=int, default=0, help="the first trial's key seed (default: 0)")
     pk.add_argument("--haystack", default=REPEAT, metavar="repeat|FILE",
-                    help="filler: 'repeat' (the classic sentences), a .txt file or a .jsonl "
-                    "file of {\"input\": ...} records (default: repeat)")
+                    help="filler: 'repeat' (the classic sentences), a document (text, PDF, EPUB, DOCX, "
+                    "HTML) or a .jsonl file of {\"input\": ...} records (default: repeat)")
     pk.add_argument("--by-depth", action="store_true",
                     help="a table row per method, length and depth (default: per method and length)")
     pk.add_argument("--n-gen", type=int_at_least(1), default=passkey_eval.DEFAULT_N_GEN, metavar="N",
@@ -105,7 +106,8 @@ def add_parser(subparsers: Any) -> None:
                           "per span of T positions.")
     _common_args(pp, "1T,2T,4T", "ppl.jsonl")
     pp.add_argument("--haystack", required=True, metavar="repeat|FILE",
-                    help="the text: a .txt file, a .jsonl file of {\"input\": ...} records, or 'repeat'")
+                    help="the text: a document (text, PDF, EPUB, DOCX, HTML), a .jsonl file of "
+                    "{\"input\": ...} records, or 'repeat'")
     pp.set_defaults(run=run_ppl)
 
 
@@ -121,6 +123,8 @@ def _haystack(source: str) -> Haystack:
         raise CliError(f"cannot read haystack {source}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise CliError(f"cannot read haystack {source}: not UTF-8 text") from None
+    except DocumentError as e:  # names the file itself
+        raise CliError(f"bad haystack: {e}") from None
     except ValueError as e:
         raise CliError(f"bad haystack {source}: {e}") from None
 

@@ -172,3 +172,35 @@ def lampe_config(args: argparse.Namespace, n_ctx_train: int) -> LampeSetting:
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """``8G``, ``500M``, ``1.5G`` or a number of bytes (binary units, an optional trailing B/iB)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 8G or 500M, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return int(value * _SIZE_UNITS[unit])
+
+
+def add_doc_cache_args(group: Any, switch: bool = True) -> None:
+    """--doc-cache DIR, --doc-cache-size and (``switch``) --no-doc-cache: where documents' KV states
+    are kept."""
+    from ..doc_cache import DEFAULT_MAX_BYTES, default_dir
+
+    group.add_argument("--doc-cache", metavar="DIR", dest="doc_cache",
+                       help=f"keep each document's KV state here, so that the next session restores it "
+                       f"instead of reading the document again (default: {default_dir()})")
+    if switch:
+        group.add_argument("--no-doc-cache", action="store_true",
+                           help="read the document without looking in or writing to the document cache")
+    group.add_argument("--doc-cache-size", type=byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+                       help=f"the document cache's limit; the least recently used documents go first "
+                       f"(default: {DEFAULT_MAX_BYTES >> 30}G)")

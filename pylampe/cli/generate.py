@@ -6,18 +6,23 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import llama_cpp
 
 from .. import _native
+from ..conversation import opening_tokens
+from ..doc_cache import MIN_TOKENS, DocCache, read_once
+from ..documents import Document
 from ..eval.passkey import passkey_prompt
 from ..metered import MeteredLlama
+from .document import doc_store, read_file, read_line, what_was_read
 from .errors import CliError, UsageError
 from .flags import (
-    add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs, sampling_kwargs,
+    add_doc_cache_args, add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs,
+    sampling_kwargs,
 )
-from .model import DEFAULT_MODEL_FILE, Vocab, load, method_kwargs, model_path, print_state, round_up
+from .model import DEFAULT_MODEL_FILE, Vocab, check_memory, load, method_kwargs, model_path, print_state, round_up
 from .progress import PrefillProgress
 
 CTX_ROUNDING = 256
@@ -54,7 +59,8 @@ def add_parser(subparsers: Any) -> None:
     io = p.add_argument_group("input")
     add_model_arg(io)
     io.add_argument("-p", "--prompt", help="prompt text, placed after the document")
-    io.add_argument("-f", "--file", metavar="FILE", help="a (long) document to read first")
+    io.add_argument("-f", "--file", metavar="FILE",
+                    help="a (long) document to read first: PDF, EPUB, DOCX, HTML, Markdown or UTF-8 text")
     io.add_argument(
         "--question",
         help="a question about the document, appended as 'Question: ...' (and 'Answer:' "
@@ -81,6 +87,7 @@ def add_parser(subparsers: Any) -> None:
         f"multiple of {CTX_ROUNDING})",
     )
     add_runtime_args(r)
+    add_doc_cache_args(r)
     add_lampe_args(p, "prompt + max tokens")
     add_output_args(p, stats="print prompt tokens, prefill and decode speed to stderr at the end")
 
@@ -104,19 +111,22 @@ def add_output_args(p: argparse.ArgumentParser, stats: str) -> None:
                    "(default: on when stderr is a terminal)")
 
 
-def read_text(args: argparse.Namespace) -> str:
-    document = ""
-    try:
-        if args.file is not None:
-            document = Path(args.file).read_text(encoding="utf-8")
-        elif not sys.stdin.isatty():
+def kv_type_label(args: argparse.Namespace) -> str:
+    """``f16``, or ``q8_0/f16`` when K and V differ."""
+    k, v = args.cache_type_k, args.cache_type_v
+    return k if k == v else f"{k}/{v}"
+
+
+def read_text(args: argparse.Namespace, doc: Optional[Document]) -> str:
+    """The prompt: the document (-f, or stdin when it is not a terminal), -p, then --question."""
+    document = doc.text if doc is not None else ""
+    if doc is None and not sys.stdin.isatty():
+        try:
             document = sys.stdin.read()
-        elif args.prompt is None and args.question is None:
-            raise UsageError("no prompt: give -p PROMPT, -f FILE, stdin or --demo")
-    except OSError as e:
-        raise CliError(f"cannot read {args.file}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise CliError(f"cannot read {args.file or 'stdin'}: not UTF-8 text") from None
+        except UnicodeDecodeError:
+            raise CliError("cannot read stdin: not UTF-8 text") from None
+    elif doc is None and args.prompt is None and args.question is None:
+        raise UsageError("no prompt: give -p PROMPT, -f FILE, stdin or --demo")
     parts = [t for t in (document, args.prompt) if t and t.strip()]
     if args.question:
         parts.append(f"Question: {args.question}" + ("" if args.chat else "\nAnswer:"))
@@ -127,6 +137,20 @@ def read_text(args: argparse.Namespace) -> str:
 
 def _messages(text: str) -> List[Dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+def document_tokens(vocab: Vocab, document: str, tokens: List[int], chat: bool) -> Optional[List[int]]:
+    """The prompt's first tokens that are the document alone, as ``chat -f`` reads it (with
+    --chat) or as its own completion prompt; None when it is too short to be worth caching or is
+    the whole prompt (then the prompt is evaluated in one pass, as before)."""
+    if chat:
+        prefix = opening_tokens(vocab.llm, document)
+    else:
+        alone = vocab.tokens(document, False)
+        prefix = alone[: llama_cpp.Llama.longest_token_prefix(alone, tokens)]
+    if len(prefix) < MIN_TOKENS or len(prefix) >= len(tokens) or tokens[: len(prefix)] != prefix:
+        return None
+    return prefix
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,9 +168,12 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"--demo: {e}") from None
         print(f"demo: a ~{n_target}-token document, pass key {key} in the middle "
               f"(trained context {vocab.n_ctx_train})", file=sys.stderr)
+        doc = None
     else:
-        text = read_text(args)
+        doc = read_file(args.file) if args.file is not None else None
+        text = read_text(args, doc)
     tokens = vocab.tokens(text, args.chat)
+    prefix = document_tokens(vocab, doc.text, tokens, args.chat) if doc is not None else None
 
     max_tokens = args.max_tokens or (DEMO_MAX_TOKENS if args.demo else DEFAULT_MAX_TOKENS)
     n_ctx = args.ctx_size or round_up(len(tokens) + max_tokens, CTX_ROUNDING)
@@ -155,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
             f"the prompt ({len(tokens)} tokens) plus {max_tokens} tokens to generate does not "
             f"fit the context of {n_ctx} tokens: raise -c or lower -n"
         )
+    memory = check_memory(args, vocab, n_ctx)
     kwargs = method_kwargs(args, vocab, len(tokens) + max_tokens)
     vocab.close()
     llm: MeteredLlama = load(
@@ -168,6 +196,15 @@ def run(args: argparse.Namespace) -> int:
 
     sampling = dict(sampling_kwargs(args, max_tokens), stream=True)
     try:
+        if doc is not None and (show or args.stats):
+            print(what_was_read(args.file, doc, len(prefix or tokens), vocab.n_ctx_train, n_ctx, memory.kv,
+                                kv_type_label(args)), file=sys.stderr)
+        if prefix is not None:
+            # the document first, as chat -f reads it: the same document cache entry
+            store = doc_store(args)
+            read = read_once(llm, prefix, DocCache(llm, store) if store else None, Path(args.file).name)
+            if show or args.stats:
+                print(read_line(read), file=sys.stderr)
         if args.chat:
             stream = llm.create_chat_completion(messages=_messages(text), **sampling)
             pieces = (c["choices"][0]["delta"].get("content") or "" for c in stream)
@@ -189,11 +226,11 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write("\n")
     if args.stats:
         # Tokens evaluated after the prompt: every generated token but the last.
-        n_decoded = llm.n_tokens - progress.done
+        n_decoded = llm.n_tokens - len(tokens)
         decode_s = decode_done - (progress.finished or decode_done)
         decode_rate = n_decoded / decode_s if n_decoded > 0 and decode_s > 0 else 0.0
         print(
-            f"stats: prompt {progress.done} tokens, prefill {progress.rate:.1f} tok/s, "
+            f"stats: prompt {len(tokens)} tokens, prefill {progress.rate:.1f} tok/s, "
             f"decode {decode_rate:.1f} tok/s",
             file=sys.stderr,
         )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..documents import read_document
+
 # The classic passkey filler (Mohtashami & Jaggi 2023; llama.cpp's examples/passkey).
 FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 
@@ -41,17 +43,20 @@ class Haystack:
 
 
 def load_haystack(source: str) -> Haystack:
-    """``repeat``, a .txt file, or a .jsonl file whose records' ``input`` fields are
-    joined by blank lines (LongBench/L-Eval style).
+    """``repeat``, a .jsonl file whose records' ``input`` fields are joined by blank lines
+    (LongBench/L-Eval style), or a document (text, PDF, EPUB, DOCX, HTML: pylampe.documents).
 
     Raises:
-        OSError: the file cannot be read; ValueError: it holds no text.
+        OSError: the file cannot be read; ValueError (a DocumentError among them): it holds no text.
     """
     if source == REPEAT:
         return Haystack(REPEAT)
     path = Path(source)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
+    if path.suffix != ".jsonl":
+        path.stat()  # a missing file is an OSError, like a .jsonl's
+        text = read_document(path).text
+    else:
+        text = path.read_text(encoding="utf-8")
         docs = [json.loads(line) for line in text.splitlines() if line.strip()]
         if not all(isinstance(d, dict) and isinstance(d.get("input"), str) for d in docs):
             raise ValueError(f"{source}: every line must be a JSON object with an 'input' text")
