@@ -66,6 +66,13 @@ def document_prefix(llm: llama_cpp.Llama, document: str, before: Messages = ()) 
     return question_prefix(llm, lambda q: [*before, {"role": "user", "content": f"{document}\n\n{q}"}])
 
 
+def completion_prefix(llm: llama_cpp.Llama, document: str, prompt_tokens: Sequence[int]) -> List[int]:
+    """The tokens of a completion prompt (``prompt_tokens``) that are ``document`` alone: its tokens
+    as a prompt of their own, up to where the text that follows it changes them."""
+    alone = llm.tokenize(document.encode("utf-8"), add_bos=True, special=True)
+    return alone[: llama_cpp.Llama.longest_token_prefix(alone, prompt_tokens)]
+
+
 def read_prefix(llm: llama_cpp.Llama, tokens: Sequence[int]) -> None:
     """Evaluate ``tokens`` as a prompt of their own (with a pylampe.Llama: L = their count), so
     that a prompt continuing them evaluates only its own tokens."""

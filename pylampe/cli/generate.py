@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import llama_cpp
 
 from .. import _native
-from ..conversation import opening_tokens
+from ..conversation import completion_prefix, opening_tokens
 from ..doc_cache import MIN_TOKENS, DocCache, read_once
 from ..documents import Document
 from ..eval.passkey import passkey_prompt
@@ -146,8 +146,7 @@ def document_tokens(vocab: Vocab, document: str, tokens: List[int], chat: bool) 
     if chat:
         prefix = opening_tokens(vocab.llm, document)
     else:
-        alone = vocab.tokens(document, False)
-        prefix = alone[: llama_cpp.Llama.longest_token_prefix(alone, tokens)]
+        prefix = completion_prefix(vocab.llm, document, tokens)
     if len(prefix) < MIN_TOKENS or len(prefix) >= len(tokens) or tokens[: len(prefix)] != prefix:
         return None
     return prefix

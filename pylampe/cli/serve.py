@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Set, Tuple
 from .. import _native
 from .errors import CliError, UsageError
 from ..cache_types import CACHE_TYPES
-from .flags import LAMPE_FIELDS, add_lampe_args, add_runtime_args, int_at_least
+from .flags import LAMPE_FIELDS, add_doc_cache_args, add_lampe_args, add_runtime_args, int_at_least
 from .generate import add_model_arg
 from .model import check_gguf, default_model, load
 
@@ -50,7 +50,7 @@ _OWN_FIELDS = {
     "flash_attn", "type_k", "type_v", "verbose", "host", "port", "api_key", "lampe", "method",
     "lampe_preset", *LAMPE_FIELDS,
 }
-_SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file"}
+_SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file", "doc_cache", "doc_cache_size", "no_doc_cache"}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -85,6 +85,7 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--config-file", "--config_file", dest="config_file", metavar="FILE",
                    help="llama-cpp-python's config file (JSON or YAML) with server settings and "
                    "models; model flags are then not allowed")
+    add_doc_cache_args(s)
     s.add_argument("-v", "--verbose", action="store_true",
                    help="llama.cpp's log and llama-cpp-python's timings on stderr")
     _add_upstream_args(p.add_argument_group(
@@ -173,7 +174,8 @@ def settings_from_args(args: argparse.Namespace, parser_defaults: Dict[str, Any]
     from ..server.settings import LampeConfigFileSettings, LampeModelSettings, LampeServerSettings
     from llama_cpp.server.settings import ModelSettings
 
-    server_flags = {k: getattr(args, k) for k in ("host", "port", "api_key") if getattr(args, k) is not None}
+    server_flags = {k: getattr(args, k) for k in ("host", "port", "api_key", "doc_cache", "doc_cache_size",
+                                                  "no_doc_cache") if getattr(args, k) is not None}
     upstream = _upstream_fields(args)
     try:
         if args.config_file is None:

@@ -16,8 +16,12 @@ the OpenAI-style error handler and the routes it does not change
 - ``/v1/models`` answers at once, without waiting for that queue.
 
 ``GET /extras/lampe`` tells what the loaded model did last: prompt tokens
-reused from the KV cache and evaluated, time to first token, and LaMPE's
-state (T, L, M, ...).
+reused from the KV cache and evaluated, time to first token, LaMPE's
+state (T, L, M, ...), and how the last document got into the KV cache.
+
+Documents: a request whose prompt starts with a long document (see
+``server.documents``) gets it from the document cache when it is there, so
+that requests alternating between documents restore them in seconds.
 
 KV reuse: the model's one sequence keeps the previous request's tokens;
 llama-cpp-python evaluates only what follows the longest common prefix,
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, AsyncIterator, Dict, List, Optional, Union
 
 import anyio
@@ -48,7 +53,9 @@ from llama_cpp.server import app as upstream
 from llama_cpp.server.errors import RouteErrorHandler
 from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletionRequest, ModelList
 
+from ..doc_cache import DocStore, default_dir
 from ..metered import ContextOverflowError, MeteredLlama
+from .documents import ServedDocuments
 from .proxy import LampeProxy
 from .settings import LampeModelSettings, LampeServerSettings
 
@@ -135,6 +142,9 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     upstream.set_server_settings(server_settings)  # read by llama-cpp-python's authenticate()
     proxy = LampeProxy(model_settings)
     queue = ModelQueue(proxy)
+    documents = None if server_settings.no_doc_cache else ServedDocuments(DocStore(
+        Path(server_settings.doc_cache) if server_settings.doc_cache else default_dir(),
+        server_settings.doc_cache_size))
 
     app = FastAPI(
         middleware=[Middleware(RawContextMiddleware, plugins=(RequestIdPlugin(),))],
@@ -178,6 +188,8 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
                 return _overflow(e, chat)
             except ValueError as e:  # what the request asks cannot be done (logprobs, template)
                 return _error(400, str(e), param="messages" if chat else "prompt")
+            if documents is not None:
+                await run_in_threadpool(documents.prepare, llama, kwargs, chat)
             if not kwargs.get("stream"):
                 return await run_in_threadpool(create, **kwargs)
             chunks = await run_in_threadpool(create, **kwargs)
@@ -228,6 +240,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             "state": llama.lampe_state(),
             "ubatches": llama.lampe_counters() if llama.lampe else None,
             "last_request": turn.as_dict() if turn else None,
+            "last_document": dataclasses.asdict(documents.last) if documents and documents.last else None,
         }
 
     app.include_router(router)

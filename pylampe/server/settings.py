@@ -26,6 +26,7 @@ from llama_cpp.server.settings import ModelSettings, ServerSettings
 
 from ..cache_types import CACHE_TYPES
 from ..config import PRESETS, LampeSetting, lampe_setting
+from ..doc_cache import DEFAULT_MAX_BYTES
 from ..eval.model_info import ModelInfo
 from ..eval.methods import parse_method
 
@@ -111,6 +112,10 @@ class LampeServerSettings(ServerSettings):
         description="Stop a streaming answer when another request arrives (llama-cpp-python's "
         "default); off, requests queue and all are answered.",
     )
+    doc_cache: Optional[str] = Field(
+        default=None, description="The document cache's directory (default: $XDG_CACHE_HOME/pylampe/documents).")
+    doc_cache_size: int = Field(default=DEFAULT_MAX_BYTES, ge=0, description="The document cache's limit in bytes.")
+    no_doc_cache: bool = Field(default=False, description="Read every document; keep none on disk.")
 
 
 class LampeConfigFileSettings(LampeServerSettings):
