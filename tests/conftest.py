@@ -26,6 +26,21 @@ def lampe_path(request: pytest.FixtureRequest) -> Iterator[bool]:
     llama_driver.FLASH_ATTN = False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _doc_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The document cache's default directory ($XDG_CACHE_HOME/pylampe/documents) in a temporary
+    directory: the commands that tests run (chat -f, generate -f, serve) never write to the home."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
