@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Optional, TextIO
+from typing import Any, Iterator, TextIO
 
 import llama_cpp
 
@@ -17,13 +17,13 @@ from .. import _native
 from ..conversation import Conversation, opening_tokens
 from ..doc_cache import DocCache, read_once
 from ..metered import ContextOverflowError, MeteredLlama, TurnStats
-from .document import doc_store, read_file, read_line, what_was_read
+from .document import doc_store, kv_type_label, read_file, read_line, what_was_read
 from .errors import CliError
 from .flags import (
     add_doc_cache_args, add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs,
     sampling_kwargs,
 )
-from .generate import CTX_ROUNDING, add_model_arg, add_output_args, kv_type_label
+from .generate import CTX_ROUNDING, add_model_arg, add_output_args
 from .model import Vocab, check_memory, load, method_kwargs, model_path, print_state, round_up
 from .progress import PrefillProgress
 
@@ -40,11 +40,15 @@ COMMANDS = """\
 /exit   leave (also /quit, or Ctrl-D)"""
 
 EPILOG = f"""\
-The document (-f FILE) goes into the first user message, before the first
-question, formatted with the model's chat template. It is read once, at the
-start; after that each turn evaluates only its own new tokens, because the
-KV cache keeps the conversation so far (with LaMPE, each turn recomputes the
-position mapping for the new length without re-reading the document).
+The document (-f FILE: PDF, EPUB, DOCX, HTML, Markdown or UTF-8 text) goes
+into the first user message, before the first question, formatted with the
+model's chat template. It is read once, at the start; after that each turn
+evaluates only its own new tokens, because the KV cache keeps the
+conversation so far (with LaMPE, each turn recomputes the position mapping
+for the new length without re-reading the document). The document's KV
+state is saved in the document cache, and the next session on the same
+document, model and settings restores it in seconds instead of reading it
+(pylampe cache list|clear).
 
 On a terminal: type a question and Enter; Ctrl-C stops the answer being
 written (the session goes on), Ctrl-D or /exit leaves. With stdin not a

@@ -25,6 +25,12 @@ def read_file(path: str) -> Document:
     return doc
 
 
+def kv_type_label(args: argparse.Namespace) -> str:
+    """``f16``, or ``q8_0/f16`` when K and V differ."""
+    k, v = args.cache_type_k, args.cache_type_v
+    return k if k == v else f"{k}/{v}"
+
+
 def what_was_read(path: str, doc: Document, n_tokens: int, n_ctx_train: int, n_ctx: int, kv_bytes: int,
                   kv_type: str) -> str:
     """``book.pdf: 212 pages, 54,010 words, 96,310 tokens (11.8 T); context 100,608; KV 2.1 GiB f16``."""

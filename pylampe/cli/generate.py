@@ -16,7 +16,7 @@ from ..doc_cache import MIN_TOKENS, DocCache, read_once
 from ..documents import Document
 from ..eval.passkey import passkey_prompt
 from ..metered import MeteredLlama
-from .document import doc_store, read_file, read_line, what_was_read
+from .document import doc_store, kv_type_label, read_file, read_line, what_was_read
 from .errors import CliError, UsageError
 from .flags import (
     add_doc_cache_args, add_lampe_args, add_runtime_args, add_sampling_args, int_at_least, runtime_kwargs,
@@ -109,12 +109,6 @@ def add_output_args(p: argparse.ArgumentParser, stats: str) -> None:
     o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr while the prompt is evaluated "
                    "(default: on when stderr is a terminal)")
-
-
-def kv_type_label(args: argparse.Namespace) -> str:
-    """``f16``, or ``q8_0/f16`` when K and V differ."""
-    k, v = args.cache_type_k, args.cache_type_v
-    return k if k == v else f"{k}/{v}"
 
 
 def read_text(args: argparse.Namespace, doc: Optional[Document]) -> str:
