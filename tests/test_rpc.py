@@ -8,6 +8,7 @@ handshake; and the CLI and the server say so in one line / HTTP 503 and keep ser
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -214,3 +215,21 @@ def test_server_answers_503_then_serves_again(tiny_llama_f32: Path, workers: Lis
         assert again.choices[0].text == first.choices[0].text
     finally:
         server.stop()
+
+
+def test_bench_and_eval_take_the_workers(tiny_llama_f32: Path, workers: List[Worker], tmp_path: Path) -> None:
+    endpoints = ",".join(w.endpoint for w in workers)
+    out = tmp_path / "bench.jsonl"
+    bench = run_cli("bench", "-m", str(tiny_llama_f32), "--length", "2T", "--method", "lampe", "--n-gen", "4",
+                    "-t", "1", "-ngl", "99", "--rpc", endpoints, "-o", str(out))
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["lampe_ubatches"]["lampe"] > 0 and record["lampe_ubatches"]["exact_beyond_T"] == 0
+    ev = run_cli("eval", "ppl", "-m", str(tiny_llama_f32), "--haystack", "repeat", "--length", "2T", "--method",
+                 "lampe", "-t", "1",
+                 "-ngl", "99", "--rpc", endpoints, "-o", str(tmp_path / "ppl.jsonl"), "--no-plot")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    workers[0].kill()  # a worker gone before the command: one line
+    gone = run_cli("bench", "-m", str(tiny_llama_f32), "--length", "2T", "--method", "lampe", "--n-gen", "4",
+                   "-ngl", "99", "--rpc", endpoints, "-o", str(tmp_path / "b2.jsonl"))
+    assert gone.returncode == 1 and "cannot reach RPC worker" in gone.stderr, gone.stderr[-2000:]
