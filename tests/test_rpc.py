@@ -226,8 +226,7 @@ def test_bench_and_eval_take_the_workers(tiny_llama_f32: Path, workers: List[Wor
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["lampe_ubatches"]["lampe"] > 0 and record["lampe_ubatches"]["exact_beyond_T"] == 0
     ev = run_cli("eval", "ppl", "-m", str(tiny_llama_f32), "--haystack", "repeat", "--length", "2T", "--method",
-                 "lampe", "-t", "1",
-                 "-ngl", "99", "--rpc", endpoints, "-o", str(tmp_path / "ppl.jsonl"), "--no-plot")
+                 "lampe", "-t", "1", "-ngl", "99", "--rpc", endpoints, "-o", str(tmp_path / "ppl.jsonl"), "--no-plot")
     assert ev.returncode == 0, ev.stderr[-2000:]
     workers[0].kill()  # a worker gone before the command: one line
     gone = run_cli("bench", "-m", str(tiny_llama_f32), "--length", "2T", "--method", "lampe", "--n-gen", "4",
