@@ -12,8 +12,10 @@ from typing import List
 
 from ._native import LIB_DIR
 
-_ggml = ctypes.CDLL(str(LIB_DIR / "libggml.so"))
-_base = ctypes.CDLL(str(LIB_DIR / "libggml-base.so"))
+# by the sonames libllama was linked with: loaded under another name (libggml.so), glibc maps a second copy,
+# with a registry of its own that llama.cpp never sees
+_ggml = ctypes.CDLL(str(LIB_DIR / "libggml.so.0"))
+_base = ctypes.CDLL(str(LIB_DIR / "libggml-base.so.0"))
 
 # enum ggml_backend_dev_type
 _DEV_TYPES = {0: "CPU", 1: "GPU", 2: "iGPU", 3: "accelerator", 4: "meta"}
@@ -90,3 +92,64 @@ def devices() -> List[Device]:
             extra_buffers=_extra_buffers(dev),
         ))
     return found
+
+
+# The RPC backend's registry and its entry points (ggml-rpc.h), reached through the registry as llama.cpp's
+# own tools do.
+# GGML_API ggml_backend_reg_t ggml_backend_reg_by_name(const char * name);
+_ggml.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
+_ggml.ggml_backend_reg_by_name.restype = ctypes.c_void_p
+# GGML_API void ggml_backend_register(ggml_backend_reg_t reg);
+_ggml.ggml_backend_register.argtypes = [ctypes.c_void_p]
+_ggml.ggml_backend_register.restype = None
+# ggml_backend_reg_t ggml_backend_rpc_add_server(const char * endpoint);
+_RPC_ADD_SERVER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)
+# bool ggml_backend_rpc_failed(const char * endpoint);
+_RPC_FAILED = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p)
+
+
+def _rpc_proc(name: str) -> int:
+    reg = _ggml.ggml_backend_reg_by_name(b"RPC")
+    proc = _base.ggml_backend_reg_get_proc_address(reg, name.encode()) if reg else None
+    if not proc:
+        raise RuntimeError(f"pylampe's llama.cpp has no RPC backend ({name}): reinstall pylampe")
+    return proc
+
+
+def rpc_add_server(endpoint: str) -> bool:
+    """Connect to the RPC worker at HOST:PORT and register its devices; False if it cannot be used."""
+    reg = _RPC_ADD_SERVER(_rpc_proc("ggml_backend_rpc_add_server"))(endpoint.encode())
+    if not reg:
+        return False
+    _ggml.ggml_backend_register(reg)
+    return True
+
+
+# GGML_API const char * ggml_backend_reg_name(ggml_backend_reg_t reg);
+_base.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+_base.ggml_backend_reg_name.restype = ctypes.c_char_p
+
+
+def offload_devices(rpc_endpoints: List[str]) -> List[int]:
+    """The devices llama.cpp's default selection would take, in its order (RPC workers, then GPUs; integrated
+    GPUs only without GPUs), except that the workers are these endpoints' only: the registry keeps every
+    worker registered in the process, and without an explicit list a model would use them all."""
+    rpc, gpus, igpus = [], [], []
+    for i in range(_ggml.ggml_backend_dev_count()):
+        dev = _ggml.ggml_backend_dev_get(i)
+        kind = _DEV_TYPES.get(_base.ggml_backend_dev_type(dev))
+        reg = _base.ggml_backend_dev_backend_reg(dev)
+        if reg and _base.ggml_backend_reg_name(reg) == b"RPC":
+            endpoint = (_base.ggml_backend_dev_description(dev) or b"").decode()
+            if endpoint in rpc_endpoints:
+                rpc.append((rpc_endpoints.index(endpoint), dev))
+        elif kind == "GPU":
+            gpus.append(dev)
+        elif kind == "iGPU":
+            igpus.append(dev)
+    return [dev for _, dev in sorted(rpc)] + gpus + (igpus if not gpus else [])
+
+
+def rpc_failed(endpoint: str) -> bool:
+    """True while the worker's connection, as used by the loaded model, has failed."""
+    return bool(_RPC_FAILED(_rpc_proc("ggml_backend_rpc_failed"))(endpoint.encode()))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from typing import Any, Dict, Generator, Literal, Optional, Sequence, Union
 
 import llama_cpp
 
-from . import _native
+from . import _native, rpc
 from .config import LampeConfig, LampeSetting
 
 # llama-cpp-python keeps its one conversation in sequence 0.
@@ -39,12 +40,20 @@ class Llama(llama_cpp.Llama):
             not: a vocabulary-only load, a model without RoPE or a trained
             context length, attention LaMPE does not cover. A
             ``LampeConfig``: LaMPE, or an error. None: upstream attention.
+        rpc_servers: RPC workers, "HOST:PORT,HOST:PORT" or a sequence of
+            them, started with ``pylampe rpc-server`` (llama-cpp-python's
+            argument): ``n_gpu_layers`` and ``tensor_split`` decide which
+            layers, with their KV cache, they hold.
+        rpc_timeout: seconds a worker may take to answer before it counts
+            as failed (default: GGML_RPC_TIMEOUT, else 300).
         **kwargs: Everything ``llama_cpp.Llama`` accepts.
 
     Raises:
         LampeUnsupportedError: An explicit ``LampeConfig`` for a model that
             cannot use LaMPE (no RoPE, unsupported attention); a ValueError.
         ValueError: The configuration is invalid.
+        RpcWorkerError: An RPC worker cannot be used; later, from any
+            evaluation, a worker that stopped answering.
     """
 
     def __init__(
@@ -52,6 +61,8 @@ class Llama(llama_cpp.Llama):
         model_path: str,
         *,
         lampe: LampeSetting = "auto",
+        rpc_servers: Union[None, str, Sequence[str]] = None,
+        rpc_timeout: Optional[float] = None,
         **kwargs: Any,
     ):
         if not (lampe is None or lampe == "auto" or isinstance(lampe, LampeConfig)):
@@ -61,7 +72,16 @@ class Llama(llama_cpp.Llama):
         # True while generate() runs its own evals: they keep the prompt's L, _prompt_len.
         self._generating = False
         self._prompt_len = 0
-        super().__init__(model_path, **kwargs)
+        self._rpc_servers = rpc.parse_endpoints(rpc_servers) if rpc_servers else []
+        if self._rpc_servers:
+            rpc.connect(self._rpc_servers, rpc_timeout)
+        self._devices = rpc.devices_array(self._rpc_servers)  # see model_params below
+        try:
+            super().__init__(model_path, **kwargs)
+        except Exception:
+            self._check_workers()  # a worker that failed during the load says so
+            raise
+        self._check_workers()
         if lampe is not None:
             try:
                 self._enable(lampe)
@@ -143,7 +163,30 @@ class Llama(llama_cpp.Llama):
         self._ctx.kv_cache_seq_rm(-1, self.n_tokens, -1)
         # Inside generate() the prompt's L holds, also for tokens re-evaluated after a rollback.
         self._set_reference(self._prompt_len if self._generating else self.n_tokens + len(tokens))
-        super().eval(tokens)
+        try:
+            super().eval(tokens)
+        finally:
+            self._check_workers()  # the logits of a failed worker's layers are not the model's
+
+    @property
+    def model_params(self) -> llama_cpp.llama_model_params:
+        return self._model_params
+
+    @model_params.setter
+    def model_params(self, params: llama_cpp.llama_model_params) -> None:
+        # llama_cpp.Llama.__init__ assigns its params once before loading: the devices go in there (it has no
+        # argument for them), so that the model uses this instance's RPC workers and no others
+        if getattr(self, "_devices", None) is not None:
+            params.devices = ctypes.cast(self._devices, ctypes.c_void_p)
+        self._model_params = params
+
+    def close(self) -> None:
+        if hasattr(self, "_stack"):  # not when __init__ failed before llama_cpp.Llama's (an RPC worker, say)
+            super().close()
+
+    def _check_workers(self) -> None:
+        if self._rpc_servers:
+            rpc.check(self._rpc_servers)
 
     def generate(
         self, tokens: Sequence[int], *args: Any, reset: bool = True, **kwargs: Any

@@ -1,272 +1,337 @@
 #!/usr/bin/env bash
-# One-shot check of the LaMPE CUDA kernels on a GPU machine: build, op test, reference tests, timings.
+# The LaMPE CUDA kernels on a lent GPU machine, in two stages that each fit one device call.
 #
-# Prepare here (the device has no network and none of the git-ignored files):
-#   scripts/device-pack.sh
-# then, with the device tool, from this repository's checkout:
-#   run(command="bash scripts/device-check.sh", carry=[".device"], timeout_s=600)
+# Here, once (the device has no network and none of the git-ignored files):
+#   make install && scripts/device-pack.sh             fills .device/ (about 20 MB)
+# Then, with the device tool, back to back on the same (warm) machine:
+#   run(command="bash scripts/device-check.sh 1", carry=[".device"], timeout_s=450)   stage 1, <= 7 min
+#   run(command="bash scripts/device-check.sh 2", carry=[".device"], timeout_s=390)   stage 2, <= 6 min
+#   give_back()
+# A stage 1 cut short by its limit is run again: the build folder stays on the warm machine and ninja goes on
+# where it stopped.
 #
-# Steps, most important first, each with its own time limit inside one overall budget (DEVICE_CHECK_BUDGET_S,
-# default 570 s, under the tool's 600 s per command), so a slow step cannot take the later ones with it:
-#   1. build   the CUDA variant for this GPU's architecture only (nvidia-smi's compute capability):
-#              ggml-cuda, llama and test-backend-ops, with all cores                      (~3-5 min)
-#   2. op      test-backend-ops -b CUDA0 -o FLASH_ATTN_EXT_LAMPE: the CUDA kernels against the CPU's
-#              reference implementation; again forcing each kernel (vec, F32 tile)       (~1 min)
-#   3. ref     pytest tests/test_cuda_lampe.py tests/test_lampe_reference.py, every layer on the GPU
-#              (PYLAMPE_TEST_N_GPU_LAYERS=999): tiny models against the float64 reference (~1 min)
-#   4. props   pytest tests/test_lampe_properties.py, the same way, fewer examples     (~1-2 min)
-#   5. bench   a random-weight Q4_0 GGUF of Llama-3-8B's shape (T = 8192), then prefill and decode at 32K
-#              and 128K tokens, plain flash attention against LaMPE in one process
-#              (benchmarks/gpu_long_ab.py)                                            (~2-3 min)
-# Results: $OUT/summary.json (every step's status, seconds and key numbers) and logs; a table at the end.
+# Stage 1                                                                   limit   estimate (16 cores, sm_90)
+#   build      ggml-cuda, llama, test-backend-ops for this GPU only,     300 s   4-5 min
+#              into .device-build/ (git-ignored, kept between calls);
+#              the bench model is written meanwhile, in the background
+#   op         test-backend-ops -o FLASH_ATTN_EXT_LAMPE on CUDA0 against   60 s   20 s (28 cases x 3 kernels)
+#              the CPU, each kernel choice (auto, vec, simt)
+#   sanitizer  compute-sanitizer memcheck, racecheck, synccheck on two     90 s   40 s
+#              small cases of each kernel
+# Stage 2 (stops at once unless stage 1's summary says ok)
+#   ref        tests/test_cuda_lampe.py, tests/test_lampe_reference.py,    150 s   60 s
+#              every layer on the GPU; tolerances widened by plain
+#              attention's own GPU error (tests/gpu_tolerance.py)
+#   bench      benchmarks/gpu_long_ab.py on a random Llama-3-8B-shape    100 s   60 s
+#              Q4_0 model: plain flash attention vs LaMPE at 32K,
+#              then 128K if time is left                                 100 s   80 s
 #
-# Environment: DEVICE_CHECK_BUDGET_S [570], DEVICE_CHECK_STEPS [build,op,ref,props,bench],
-#   DEVICE_CHECK_PROPERTY_EXAMPLES [20], DEVICE_CHECK_LENGTHS [32768,131072], OUT [./.device-out],
-#   DEVICE_CHECK_ARCH [nvidia-smi's], DEVICE_CHECK_DRY (configure, list the build, stop: for machines without a GPU),
-#   DEVICE_CHECK_BENCH_SHAPE [llama3-8b] (tiny: to try the bench step on a CPU).
+# Each stage writes $OUT/stageN.json after every step (so a timeout still returns what finished), its logs
+# under $OUT, and a copy of the summary in .device-build/ for the next stage.
+#
+# DEVICE_CHECK_DRY=1 runs both stages on a machine without a GPU, in a few minutes: the package's CPU build
+# (build/<wheel tag>) stands in for the CUDA build, the op cases run on the CPU backend, the sanitizer's case
+# selections run without the sanitizer, the reference tests run with PYLAMPE_TEST_N_GPU_LAYERS set, and the
+# bench uses a tiny model. It checks every path, tool and file name the device run uses, except CUDA itself
+# (scripts/build-cuda.sh --check-only compiles the kernels).
+#
+# Environment: OUT [.device-out], DEVICE_CHECK_BUILD [.device-build], DEVICE_CHECK_ARCH [nvidia-smi's], DEVICE_CHECK_DRY, DEVICE_CHECK_FORCE (stage
+#   2 without an ok stage 1), DEVICE_CHECK_LENGTHS [32768,131072; dry: 1024].
 set -uo pipefail
 
+STAGE=${1:-}
+[[ "$STAGE" == 1 || "$STAGE" == 2 ]] || { echo "usage: $0 1|2" >&2; exit 2; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 T0=$(date +%s)
-BUDGET=${DEVICE_CHECK_BUDGET_S:-570}
+BUDGET=$([ "$STAGE" = 1 ] && echo 420 || echo 360)
 DEADLINE=$((T0 + BUDGET))
-STEPS=",${DEVICE_CHECK_STEPS:-build,op,ref,props,bench},"
+DRY=${DEVICE_CHECK_DRY:-}
 OUT=${OUT:-$ROOT/.device-out}
-mkdir -p "$OUT"
 DEV=$ROOT/.device
-BUILD=${DEVICE_CHECK_BUILD_DIR:-/tmp/pylampe-cuda-build}
+BUILD=${DEVICE_CHECK_BUILD:-$ROOT/.device-build}
+PY=$BUILD/py                      # pylampe's Python sources plus the built libraries, first on PYTHONPATH
+TBO=$BUILD/bin/test-backend-ops
 NPROC=$(nproc 2>/dev/null || echo 8)
-LOG=$OUT/device-check.log
+SHAPE=$([ -n "$DRY" ] && echo tiny || echo llama3-8b)
+MODEL=$BUILD/$SHAPE-shape-q4_0.gguf
+mkdir -p "$OUT" "$BUILD"
+LOG=$OUT/stage$STAGE.log
+STEPS=$OUT/stage$STAGE.tsv
 : > "$LOG"
-SUMMARY=$OUT/steps.tsv
-: > "$SUMMARY"
+: > "$STEPS"
 
-say() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
+say() { echo "[stage $STAGE, $(( $(date +%s) - T0 ))s] $*" | tee -a "$LOG"; }
 
-# step NAME LIMIT_S LOGFILE CMD...: run CMD with at most LIMIT_S seconds, less if the budget is short
+# the stage's JSON summary from the steps so far: stage N is ok when every step is ok (or "unsupported")
+summarize() {
+    python3 - "$STEPS" "$OUT" "$STAGE" "${DRY:+dry}" <<'PY'
+import json, os, re, sys
+steps_tsv, out, stage, dry = sys.argv[1:5]
+steps = []
+for line in open(steps_tsv):
+    name, status, secs, detail = line.rstrip("\n").split("\t")
+    steps.append({"step": name, "status": status, "seconds": int(secs), "detail": detail})
+res = {"stage": int(stage), "dry_run": bool(dry), "steps": steps,
+       "ok": bool(steps) and all(s["status"] in ("ok", "unsupported") for s in steps)}
+def read(name):
+    p = os.path.join(out, name)
+    return open(p, errors="replace").read() if os.path.exists(p) else ""
+if stage == "1":
+    res["op_cases"] = re.findall(r"== kernel (\w+)[\s\S]*?(\d+)/(\d+) tests passed", read("op.log"))
+    res["sanitizer"] = re.findall(r"== (\w+) kernel=(\w+): (.*)", read("sanitizer.log"))
+else:
+    res["pytest"] = re.findall(r"^=* ?(\d+ (?:passed|failed|error).*? in [0-9.]+s)", read("ref.log"), re.M)
+    res["logit_errors"] = re.findall(r"^\s*([0-9.e+-]+)\s{2}(.+)$", read("ref.log").split("max |a - b|")[-1], re.M)
+    bench = os.path.join(out, "bench.jsonl")
+    if os.path.exists(bench):
+        res["bench"] = [json.loads(l) for l in open(bench) if l.strip()]
+json.dump(res, open(os.path.join(out, f"stage{stage}.json"), "w"), indent=1)
+print(json.dumps({k: v for k, v in res.items() if k != "bench"}, indent=None)[:3000])
+for b in res.get("bench", []):
+    f = lambda k: b.get(k, float("nan"))
+    print(f"bench {b['tokens']}: prefill plain {f('plain_prefill_tok_s'):.0f} tok/s, LaMPE/plain {f('prefill_ratio'):.2f}; "
+          f"decode plain {f('plain_decode_ms'):.2f} ms, LaMPE/plain {f('decode_ratio'):.2f}; LaMPE path {b.get('fused_op')}")
+PY
+    cp "$OUT/stage$STAGE.json" "$BUILD/stage$STAGE.json"
+}
+
+# step NAME LIMIT_S CMD...: CMD (a function or program) with at most LIMIT_S seconds, less if the stage's
+# budget is short; its output goes to $OUT/NAME.log. A CMD that prints "UNSUPPORTED: why" as its last line
+# and exits 3 is recorded as unsupported (a tool the machine lacks), not failed.
 step() {
-    local name=$1 limit=$2 logf=$3
-    shift 3
-    local left=$((DEADLINE - $(date +%s) - 10))
+    local name=$1 limit=$2
+    shift 2
+    local left=$((DEADLINE - $(date +%s) - 15))
     if [ "$left" -lt 20 ]; then
-        say "$name: skipped, ${left}s left in the budget"
-        printf '%s\tskipped\t0\t-\n' "$name" >> "$SUMMARY"
-        return 2
+        say "$name: skipped, ${left}s left"
+        printf '%s\tskipped\t0\tno time left\n' "$name" >> "$STEPS"
+        summarize > /dev/null
+        return 1
     fi
     [ "$limit" -gt "$left" ] && limit=$left
     say "$name: start (limit ${limit}s)"
+    : > "$OUT/$name.log"
     local s=$(date +%s)
-    # a child bash, so that timeout can run the shell functions below (exported) as well as programs
-    timeout -k 10 "$limit" bash -c '"$@"' step "$@" >> "$logf" 2>&1
-    local rc=$?
-    local dt=$(( $(date +%s) - s ))
-    local status=ok
-    [ "$rc" -ne 0 ] && status=failed
-    [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && status=timeout
-    say "$name: $status (rc $rc, ${dt}s)"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$dt" "$rc" >> "$SUMMARY"
-    return $rc
+    timeout -k 10 "$limit" bash -c '"$@"' step "$@" >> "$OUT/$name.log" 2>&1
+    local rc=$? dt=$(( $(date +%s) - s )) status=ok detail="rc 0"
+    if [ "$rc" -eq 3 ] && tail -n 1 "$OUT/$name.log" | grep -q '^UNSUPPORTED:'; then
+        status=unsupported detail=$(tail -n 1 "$OUT/$name.log" | cut -c 14- | tr '\t' ' ')
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        status=timeout detail="rc $rc after ${dt}s"
+    elif [ "$rc" -ne 0 ]; then
+        status=failed detail="rc $rc"
+    fi
+    say "$name: $status ($detail, ${dt}s)"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$status" "$dt" "$detail" >> "$STEPS"
+    summarize > /dev/null
+    [ "$status" = ok ] || [ "$status" = unsupported ]
 }
 
-want() { [[ "$STEPS" == *",$1,"* ]]; }
-
-# ---------------------------------------------------------------------------------------------------------------
-# 0. the machine
+finish() {
+    summarize | tee -a "$LOG"
+    say "done"
+    python3 -c "import json,sys; sys.exit(0 if json.load(open('$OUT/stage$STAGE.json'))['ok'] else 1)"
+    exit $?
+}
 
 {
     echo "== machine"
-    nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>&1
-    nvcc --version 2>&1 | tail -n 2
+    nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>&1 | head -n 2
+    nvcc --version 2>&1 | tail -n 1
+    compute-sanitizer --version 2>&1 | head -n 2
     cmake --version 2>&1 | head -n 1
-    echo "ninja $(ninja --version 2>&1)"
-    python3 --version 2>&1
-    echo "cores: $NPROC"
+    echo "ninja $(ninja --version 2>&1); $(python3 --version 2>&1); cores: $NPROC"
     cat "$DEV/MANIFEST" 2>&1
 } >> "$LOG" 2>&1
-cat "$LOG"
-
-CC_RAW=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')
-ARCH=${DEVICE_CHECK_ARCH:-$CC_RAW}
-if [ -z "$ARCH" ]; then
-    say "error: no GPU (nvidia-smi gives no compute capability) and no DEVICE_CHECK_ARCH"
+[ -d "$DEV/llama.cpp" ] && [ -d "$DEV/site" ] || {
+    say "error: .device is missing: run scripts/device-pack.sh here first, and carry .device"
     exit 1
-fi
-say "building for sm_$ARCH"
-[ -d "$DEV/llama.cpp" ] || { say "error: .device/llama.cpp missing: run scripts/device-pack.sh here first and carry .device"; exit 1; }
-
-export PYTHONPATH="$ROOT:$DEV/site${PYTHONPATH:+:$PYTHONPATH}"
+}
+export ROOT OUT DEV BUILD PY TBO NPROC DRY MODEL SHAPE
+export PYTHONPATH="$PY:$DEV/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+[ -f "$BUILD/libdirs" ] && while IFS= read -r d; do
+    [ -n "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done < "$BUILD/libdirs"
 
 # ---------------------------------------------------------------------------------------------------------------
-# 1. build: a small CMake project around the packed tree (the repository's own CMakeLists.txt expects
-#    vendor/llama.cpp, which is not carried), the same options as pylampe's build plus test-backend-ops
+# stage 1
 
-build() {
-    local proj=/tmp/pylampe-cuda-project
+# the CMake project around the packed tree (the repository's own expects vendor/llama.cpp, which does not travel)
+configure() {
+    local arch=$1 proj=$BUILD/project
     mkdir -p "$proj"
     cat > "$proj/CMakeLists.txt" <<EOF
 cmake_minimum_required(VERSION 3.21)
 project(pylampe_device C CXX)
 set(BUILD_SHARED_LIBS ON)
-set(LLAMA_BUILD_COMMON   OFF CACHE BOOL "" FORCE)
-set(LLAMA_BUILD_TESTS    OFF CACHE BOOL "" FORCE)
-set(LLAMA_BUILD_TOOLS    OFF CACHE BOOL "" FORCE)
-set(LLAMA_BUILD_EXAMPLES OFF CACHE BOOL "" FORCE)
-set(LLAMA_BUILD_SERVER   OFF CACHE BOOL "" FORCE)
-set(LLAMA_CURL           OFF CACHE BOOL "" FORCE)
-set(LLAMA_OPENSSL        OFF CACHE BOOL "" FORCE)
+foreach(opt LLAMA_BUILD_COMMON LLAMA_BUILD_TESTS LLAMA_BUILD_TOOLS LLAMA_BUILD_EXAMPLES LLAMA_BUILD_SERVER LLAMA_CURL LLAMA_OPENSSL)
+    set(\${opt} OFF CACHE BOOL "" FORCE)
+endforeach()
 add_subdirectory($DEV/llama.cpp llama.cpp EXCLUDE_FROM_ALL)
 add_executable(test-backend-ops $DEV/llama.cpp/tests/test-backend-ops.cpp)
 target_link_libraries(test-backend-ops PRIVATE ggml)
 target_compile_features(test-backend-ops PRIVATE cxx_std_17)
 set_target_properties(test-backend-ops PROPERTIES RUNTIME_OUTPUT_DIRECTORY \${CMAKE_BINARY_DIR}/bin)
-# as pylampe's own build: the libraries find each other next to themselves, in pylampe/lib
 foreach(target llama ggml ggml-base ggml-cpu ggml-cuda)
     set_target_properties(\${target} PROPERTIES INSTALL_RPATH "\$ORIGIN" BUILD_WITH_INSTALL_RPATH TRUE)
 endforeach()
 EOF
-    local common=(-S "$proj" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON
-                  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DGGML_NATIVE=ON)
-    if ! cmake "${common[@]}"; then
-        # no cuBLAS (or driver stub) in the toolkit: take cuBLAS from the pip wheels next to PyTorch, and the
-        # legacy memory pool instead of the VMM one (which links the driver library)
-        echo "== configure failed: retrying with cuBLAS from python's nvidia packages and GGML_CUDA_NO_VMM"
-        local cu
-        cu=$(python3 - <<'PY'
+    local common=(-S "$proj" -B "$BUILD/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON
+                  -DCMAKE_CUDA_ARCHITECTURES="$arch" -DGGML_NATIVE=ON)
+    [ -f "$BUILD/cmake/build.ninja" ] && return 0
+    cmake "${common[@]}" && return 0
+    # no cuBLAS (or driver stub) in the toolkit: cuBLAS from python's nvidia packages, the legacy memory pool
+    echo "== configure failed: retrying with cuBLAS from python's nvidia packages and GGML_CUDA_NO_VMM"
+    local cu
+    cu=$(python3 -c "
 import glob, os, sys
 for p in sys.path:
-    for lib in glob.glob(os.path.join(p, "nvidia", "cu*", "lib", "libcublas.so.*")) + glob.glob(os.path.join(p, "nvidia", "cublas", "lib", "libcublas.so.*")):
-        print(os.path.dirname(os.path.dirname(lib)))
-        sys.exit(0)
-PY
-)
-        [ -n "$cu" ] || { echo "no cuBLAS found"; return 1; }
-        local links=/tmp/pylampe-cublas
-        mkdir -p "$links"
-        for l in cublas cublasLt; do
-            ln -sfn "$(ls "$cu"/lib/lib$l.so.* | head -n 1)" "$links/lib$l.so"
-        done
-        rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
-        cmake "${common[@]}" -DGGML_CUDA_NO_VMM=ON \
-            -DCUDA_cublas_LIBRARY="$links/libcublas.so" -DCUDA_cublasLt_LIBRARY="$links/libcublasLt.so" \
-            -DCMAKE_CUDA_FLAGS="-isystem $cu/include" -DCMAKE_CXX_FLAGS="-isystem $cu/include" || return 1
-    fi
-    # where the CUDA runtime and cuBLAS the build linked are, for the loader (pylampe/lib's run path is \$ORIGIN)
-    sed -n -e 's/^CUDAToolkit_LIBRARY_DIR:[A-Z]*=//p' -e 's/^CUDA_cudart_LIBRARY:[A-Z]*=\(.*\)\/[^/]*$/\1/p' \
-        -e 's/^CUDA_cublas_LIBRARY:[A-Z]*=\(.*\)\/[^/]*$/\1/p' "$BUILD/CMakeCache.txt" | sort -u > "$BUILD/cuda-libdirs"
-    [ -n "${cu:-}" ] && echo "$cu/lib" >> "$BUILD/cuda-libdirs"
-    cat "$BUILD/cuda-libdirs"
-    if [ -n "${DEVICE_CHECK_DRY:-}" ]; then # trying the script on a machine without a GPU: configure only
-        ninja -C "$BUILD" -n ggml-cuda llama test-backend-ops | tail -n 3
-        return
-    fi
-    ninja -C "$BUILD" -j "$NPROC" ggml-cuda llama test-backend-ops || return 1
-    # pylampe loads its libraries from pylampe/lib (real files: it checks the resolved path)
-    mkdir -p "$ROOT/pylampe/lib"
-    cp -L "$BUILD"/bin/lib*.so* "$ROOT/pylampe/lib/"
-    ls -la "$ROOT/pylampe/lib"
+    for lib in glob.glob(os.path.join(p, 'nvidia', 'cu*', 'lib', 'libcublas.so.*')) + glob.glob(os.path.join(p, 'nvidia', 'cublas', 'lib', 'libcublas.so.*')):
+        print(os.path.dirname(os.path.dirname(lib))); sys.exit(0)")
+    [ -n "$cu" ] || { echo "no cuBLAS found"; return 1; }
+    mkdir -p "$BUILD/cublas"
+    for l in cublas cublasLt; do ln -sfn "$(ls "$cu"/lib/lib$l.so.* | head -n 1)" "$BUILD/cublas/lib$l.so"; done
+    echo "$cu/lib" > "$BUILD/libdirs.extra"
+    rm -rf "$BUILD/cmake/CMakeCache.txt" "$BUILD/cmake/CMakeFiles"
+    cmake "${common[@]}" -DGGML_CUDA_NO_VMM=ON \
+        -DCUDA_cublas_LIBRARY="$BUILD/cublas/libcublas.so" -DCUDA_cublasLt_LIBRARY="$BUILD/cublas/libcublasLt.so" \
+        -DCMAKE_CUDA_FLAGS="-isystem $cu/include" -DCMAKE_CXX_FLAGS="-isystem $cu/include"
 }
 
-export ROOT DEV BUILD ARCH NPROC
-export -f build
-if want build; then
-    step build 420 "$OUT/build.log" build
-    tail -n 5 "$OUT/build.log" | tee -a "$LOG"
-fi
-if [ -f "$BUILD/cuda-libdirs" ]; then
-    while IFS= read -r d; do
-        [ -n "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    done < "$BUILD/cuda-libdirs"
-fi
-TBO=$BUILD/bin/test-backend-ops
+# pylampe's sources with the built libraries in pylampe/lib (it loads them from there), outside the checkout's
+# own pylampe/ so that nothing built here can end up in a wheel; python3 -P keeps the checkout's pylampe/ (the
+# working directory) off sys.path
+stage_python() {
+    local lib=$1
+    rm -rf "$PY" && mkdir -p "$PY"
+    cp -r "$ROOT/pylampe" "$PY/pylampe"
+    rm -rf "$PY/pylampe/lib" && mkdir -p "$PY/pylampe/lib"
+    cp -L "$lib"/lib*.so* "$PY/pylampe/lib/"
+    sed "s/^BACKENDS = .*/BACKENDS = $([ -n "$DRY" ] && echo "('cpu',)" || echo "('cpu', 'cuda')")/" "$DEV/_build_info.py" \
+        > "$PY/pylampe/_build_info.py"
+    python3 -P -c "import pylampe, pylampe._native; print('pylampe from', pylampe.__file__)"
+}
 
-# ---------------------------------------------------------------------------------------------------------------
-# 2. the op against the CPU reference, each kernel path
+build() {
+    if [ -n "$DRY" ]; then
+        # no GPU here: the package's CPU build (make install) stands in for the CUDA build
+        local pkg
+        pkg=$(ls -d "$ROOT"/build/cp3*-*/bin 2>/dev/null | head -n 1)
+        [ -x "$pkg/test-backend-ops" ] || { echo "no package build in build/<wheel tag>: run make install"; return 1; }
+        mkdir -p "$BUILD/bin" && cp -L "$pkg"/test-backend-ops "$pkg"/lib*.so* "$BUILD/bin/"
+        : > "$BUILD/libdirs"
+    else
+        configure "$ARCH" || return 1
+        # where the CUDA runtime and cuBLAS are, for the loader (the libraries' run path is only \$ORIGIN)
+        sed -n -e 's/^CUDAToolkit_LIBRARY_DIR:[A-Z]*=//p' -e 's/^CUDA_cudart_LIBRARY:[A-Z]*=\(.*\)\/[^/]*$/\1/p' \
+            "$BUILD/cmake/CMakeCache.txt" | sort -u > "$BUILD/libdirs"
+        cat "$BUILD/libdirs.extra" >> "$BUILD/libdirs" 2>/dev/null
+        ninja -C "$BUILD/cmake" -j "$NPROC" ggml-cuda llama test-backend-ops || return 1
+        mkdir -p "$BUILD/bin" && cp -L "$BUILD"/cmake/bin/test-backend-ops "$BUILD"/cmake/bin/lib*.so* "$BUILD/bin/"
+    fi
+    while IFS= read -r d; do [ -n "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; done < "$BUILD/libdirs"
+    stage_python "$BUILD/bin"
+}
 
-op_tests() {
+BACKEND=$([ -n "$DRY" ] && echo CPU || echo CUDA0)
+
+op_cases() {
     local rc=0
     for kernel in auto vec simt; do
-        echo "== GGML_CUDA_LAMPE_KERNEL=$kernel"
-        if [ "$kernel" = auto ]; then
-            env -u GGML_CUDA_LAMPE_KERNEL "$TBO" -b CUDA0 -o FLASH_ATTN_EXT_LAMPE || rc=1
-        else
-            GGML_CUDA_LAMPE_KERNEL=$kernel "$TBO" -b CUDA0 -o FLASH_ATTN_EXT_LAMPE || rc=1
-        fi
+        echo "== kernel $kernel"
+        GGML_CUDA_LAMPE_KERNEL=$([ "$kernel" = auto ] || echo $kernel) "$TBO" -b "$BACKEND" -o FLASH_ATTN_EXT_LAMPE || rc=1
+        [ -n "$DRY" ] && break # the kernel choice is CUDA's
     done
     return $rc
 }
 
-export TBO
-export -f op_tests
-if want op && [ -x "$TBO" ]; then
-    step op 120 "$OUT/test-backend-ops.log" op_tests
-    grep -E "tests passed|FAIL|not supported" "$OUT/test-backend-ops.log" | sort | uniq -c | head -n 20 | tee -a "$LOG"
-fi
+# two small cases per kernel: decoding (vec: 1 and 2 queries) and prefill tiles (64 and 70 rows)
+SANITIZER_CASES='^(hs=64,nh=2,nr=3,kv=300,nb=2,|hs=32,nh=2,nr=3,kv=300,nb=1,|hs=64,nh=2,nr=3,kv=200,nb=70,ns=1,type_K=f16,|hs=96,nh=2,nr=2,kv=300,nb=64,)'
 
-# ---------------------------------------------------------------------------------------------------------------
-# 3, 4. the tiny-model tests with every layer offloaded
-
-export PYLAMPE_TEST_N_GPU_LAYERS=999
-if want ref; then
-    step ref 180 "$OUT/pytest.log" python3 -m pytest -q -p no:cacheprovider tests/test_cuda_lampe.py tests/test_lampe_reference.py
-    tail -n 25 "$OUT/pytest.log" | tee -a "$LOG"
-fi
-if want props && [ -f tests/test_lampe_properties.py ]; then
-    export PYLAMPE_PROPERTY_EXAMPLES=${DEVICE_CHECK_PROPERTY_EXAMPLES:-20}
-    step props 120 "$OUT/pytest.log" python3 -m pytest -q -p no:cacheprovider tests/test_lampe_properties.py
-    tail -n 15 "$OUT/pytest.log" | tee -a "$LOG"
-fi
-unset PYLAMPE_TEST_N_GPU_LAYERS
-
-# ---------------------------------------------------------------------------------------------------------------
-# 5. long-context timings, 32K first
-
-if want bench; then
-    SHAPE=${DEVICE_CHECK_BENCH_SHAPE:-llama3-8b}
-    MODEL=/tmp/$SHAPE-shape-q4_0.gguf
-    [ -f "$MODEL" ] || step model 90 "$OUT/bench.log" python3 benchmarks/random_gguf.py --shape "$SHAPE" --out "$MODEL"
-    for n in $(echo "${DEVICE_CHECK_LENGTHS:-32768,131072}" | tr ',' ' '); do
-        step "bench-$n" 200 "$OUT/bench.log" python3 benchmarks/gpu_long_ab.py -m "$MODEL" --tokens "$n" \
-            --json "$OUT/bench.jsonl" -ngl 999
+sanitizer() {
+    local tool kernel rc=0 out
+    local wrap=(compute-sanitizer --error-exitcode 1 --print-limit 20)
+    if [ -n "$DRY" ]; then
+        wrap=()
+    elif ! command -v compute-sanitizer > /dev/null; then
+        echo "UNSUPPORTED: compute-sanitizer is not on the PATH"
+        return 3
+    fi
+    for tool in memcheck racecheck synccheck; do
+        for kernel in auto simt; do
+            out=$(GGML_CUDA_LAMPE_KERNEL=$([ "$kernel" = auto ] || echo $kernel) \
+                  "${wrap[@]}" ${wrap:+--tool $tool} "$TBO" -b "$BACKEND" -o FLASH_ATTN_EXT_LAMPE -p "$SANITIZER_CASES" 2>&1)
+            local r=$?
+            echo "$out" | grep -v "^  FLASH_ATTN_EXT_LAMPE" | tail -n 30
+            if echo "$out" | grep -q "Device not supported\|Target application terminated before first instrumented API call"; then
+                echo "UNSUPPORTED: compute-sanitizer cannot instrument this device"
+                return 3
+            fi
+            local cases
+            cases=$(echo "$out" | sed -n 's/.* \([0-9]*\/[0-9]*\) tests passed.*/\1/p' | head -n 1)
+            # 4 cases selected and passed, and the sanitizer's own verdict
+            if [ "$r" -ne 0 ] || [ "$cases" != "4/4" ]; then
+                rc=1
+                echo "== $tool kernel=$kernel: FAILED (rc $r, cases ${cases:-none})"
+            else
+                echo "== $tool kernel=$kernel: ok (cases $cases$(echo "$out" | grep -o 'ERROR SUMMARY: [0-9]* errors*' | head -n 1 | sed 's/^/, /'))"
+            fi
+            [ -n "$DRY" ] && return $rc # one pass shows the selection and the command line work
+        done
     done
+    return $rc
+}
+
+export BACKEND SANITIZER_CASES
+export -f configure stage_python build op_cases sanitizer
+
+if [ "$STAGE" = 1 ]; then
+    ARCH=${DEVICE_CHECK_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')}
+    [ -n "$DRY" ] && ARCH=${ARCH:-none}
+    [ -n "$ARCH" ] || { say "error: no GPU (nvidia-smi gives no compute capability) and no DEVICE_CHECK_ARCH"; exit 1; }
+    export ARCH
+    say "sm_$ARCH; dry run: ${DRY:-no}"
+    rm -f "$BUILD/stage1.json" "$BUILD/stage2.json"
+    # the bench model (I/O, mostly) while the build runs; stage 2 waits for it or writes it
+    if [ ! -f "$MODEL" ]; then
+        (timeout $((BUDGET - 60)) python3 benchmarks/random_gguf.py --shape "$SHAPE" --out "$MODEL.part" > "$OUT/model.log" 2>&1 \
+            && mv "$MODEL.part" "$MODEL") &
+    fi
+    step build 300 build && step op 60 op_cases && step sanitizer 90 sanitizer
+    wait
+    finish
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
-# summary
+# stage 2
 
-python3 - "$SUMMARY" "$OUT" <<'PY' | tee -a "$LOG"
-import json, os, re, sys
-summary_tsv, out = sys.argv[1], sys.argv[2]
-steps = []
-for line in open(summary_tsv):
-    name, status, secs, rc = line.rstrip("\n").split("\t")
-    steps.append({"step": name, "status": status, "seconds": int(secs), "rc": rc})
-res = {"steps": steps}
-tbo = os.path.join(out, "test-backend-ops.log")
-if os.path.exists(tbo):
-    res["test_backend_ops"] = re.findall(r"(\d+)/(\d+) tests passed", open(tbo).read())
-py = os.path.join(out, "pytest.log")
-if os.path.exists(py):
-    res["pytest"] = re.findall(r"^=+ (.*(?:passed|failed|error).*) =+$", open(py).read(), re.M)
-bench = os.path.join(out, "bench.jsonl")
-if os.path.exists(bench):
-    res["bench"] = [json.loads(l) for l in open(bench) if l.strip()]
-json.dump(res, open(os.path.join(out, "summary.json"), "w"), indent=1)
+if ! python3 -c "import json,sys; sys.exit(0 if json.load(open('$BUILD/stage1.json'))['ok'] else 1)" 2>/dev/null; then
+    if [ -z "${DEVICE_CHECK_FORCE:-}" ]; then
+        say "stage 1 did not succeed on this machine ($BUILD/stage1.json): run stage 1 (again) first"
+        cat "$BUILD/stage1.json" 2>/dev/null | tee -a "$LOG"
+        exit 1
+    fi
+    say "stage 1 did not succeed; going on (DEVICE_CHECK_FORCE)"
+fi
 
-print("\n| step | status | s |\n|---|---|---|")
-for s in steps:
-    print(f"| {s['step']} | {s['status']} | {s['seconds']} |")
-if res.get("test_backend_ops"):
-    print("\ntest-backend-ops (auto, vec, simt):", ", ".join(f"{a}/{b}" for a, b in res["test_backend_ops"]))
-for p in res.get("pytest", []):
-    print("pytest:", p)
-if res.get("bench"):
-    print("\n| tokens | plain prefill tok/s | LaMPE prefill tok/s | ratio | plain decode ms | LaMPE decode ms | ratio | at depth prefill ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for b in res["bench"]:
-        f = lambda k: b.get(k, float("nan"))
-        print(f"| {b['tokens']} | {f('plain_prefill_tok_s'):.0f} | {f('lampe_prefill_tok_s'):.0f} | {f('prefill_ratio'):.2f} | "
-              f"{f('plain_decode_ms'):.2f} | {f('lampe_decode_ms'):.2f} | {f('decode_ratio'):.2f} | {f('depth_prefill_ratio'):.2f} |")
-PY
-say "done in $(( $(date +%s) - T0 ))s"
+ref_tests() {
+    PYLAMPE_TEST_N_GPU_LAYERS=999 python3 -P -m pytest -q -p no:cacheprovider tests/test_cuda_lampe.py \
+        tests/test_lampe_reference.py
+}
+
+bench() {
+    local n=$1 extra=()
+    [ -f "$MODEL" ] || python3 benchmarks/random_gguf.py --shape "$SHAPE" --out "$MODEL" || return 1
+    [ -n "$DRY" ] && extra=(-t 2 --segment 2 --reps 2 --chunk 128 --chunk-reps 1)
+    python3 benchmarks/gpu_long_ab.py -m "$MODEL" --tokens "$n" --json "$OUT/bench.jsonl" -ngl 999 "${extra[@]}"
+}
+export -f ref_tests bench
+
+rm -f "$OUT/bench.jsonl"
+step ref 150 ref_tests
+for n in $(echo "${DEVICE_CHECK_LENGTHS:-$([ -n "$DRY" ] && echo 1024 || echo 32768,131072)}" | tr ',' ' '); do
+    step "bench-$n" 100 bench "$n" || break
+done
+finish

@@ -7,23 +7,19 @@
 #   .device/site/        pure-Python packages the tests and benchmarks import that the device lacks:
 #                        llama_cpp (llama-cpp-python's bindings), gguf, diskcache; copied from this
 #                        project's virtual environment
+#   .device/_build_info.py  the installed package's build record (llama.cpp commit, patches)
 #   .device/MANIFEST     what was packed, from which commits
 #
-#   scripts/device-pack.sh            then: run(command="bash scripts/device-check.sh", carry=[".device"], ...)
+#   make install && scripts/device-pack.sh     then scripts/device-check.sh's two stages (see there)
 #
-# Environment: PYTHON (the venv's python that has those packages) [.venv/bin/python, else /work/main/.venv/bin/python]
+# Environment: PYTHON (the python that has those packages and pylampe installed) [.venv/bin/python]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LLAMA=$ROOT/vendor/llama.cpp
 DEV=$ROOT/.device
-PYTHON=${PYTHON:-}
-if [ -z "$PYTHON" ]; then
-    for p in "$ROOT/.venv/bin/python" /work/main/.venv/bin/python; do
-        if [ -x "$p" ]; then PYTHON=$p; break; fi
-    done
-fi
-[ -n "$PYTHON" ] || { echo "error: no python with llama_cpp and gguf (set PYTHON)" >&2; exit 1; }
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+[ -x "$PYTHON" ] || { echo "error: no $PYTHON: run make install (or set PYTHON)" >&2; exit 1; }
 [ -d "$LLAMA/.git" ] || { echo "error: $LLAMA is not a git repository (run scripts/vendor.py)" >&2; exit 1; }
 
 if [ -n "$(git -C "$LLAMA" status --porcelain --untracked-files=no)" ]; then
@@ -50,6 +46,10 @@ for pkg in llama_cpp gguf diskcache; do
     dir=$("$PYTHON" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('$pkg').origin))")
     cp -r "$dir" "$DEV/site/$pkg"
 done
+# the installed package's build record (commit, patches); device-check.sh sets its BACKENDS
+(cd / && "$PYTHON" -c "import importlib.util, os, shutil; d = os.path.dirname(importlib.util.find_spec('pylampe').origin); \
+shutil.copy(os.path.join(d, '_build_info.py'), '$DEV/_build_info.py')") \
+    || { echo "error: pylampe is not installed in $PYTHON's environment: run make install" >&2; exit 1; }
 find "$DEV/site" -name __pycache__ -type d -prune -exec rm -rf {} +
 # llama_cpp's own native library directory, if any, would shadow pylampe's: drop it
 rm -rf "$DEV/site/llama_cpp/lib"

@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_backend_ops import N_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
-N_CASES = 18
 
 
 def run_matrix(target: str) -> None:

@@ -88,11 +88,19 @@ def test_fused_op_stays_on_the_gpu(llama_hd64: Path, capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize("kv,tol", [("f32", 1e-4), ("f16", 1e-2)])  # f16: both paths round Q or K to 16 bits
 @pytest.mark.parametrize("model", ["llama_hd64", "qwen2_hd32_gqa"])
 def test_fused_matches_composition(model: str, kv: str, tol: float, request: pytest.FixtureRequest) -> None:
-    """2T prompt in 64-token batches (the tile kernel) then 8 decoding steps (the vec kernel)."""
+    """2T prompt in 64-token batches (the tile kernel) then 8 decoding steps (the vec kernel).
+
+    The composition multiplies K and Q with cuBLAS (TF32) and upstream's flash attention differs from it too:
+    the bound is tol plus PLAIN_MULTIPLE x plain attention's own difference between flash attention on and off,
+    on the same model, KV type and prompt."""
+    from gpu_tolerance import plain_logits, widen
+
     path = request.getfixturevalue(model)
     L = 128
     tokens = np.random.default_rng(1).integers(3, 400, size=L + 8).tolist()
     fused = lampe_run(path, tokens, L, fused=True, kv=kv, batch=64, n_decode=8)
     ops = lampe_run(path, tokens, L, fused=False, kv=kv, batch=64, n_decode=8)
+    plain_gap = rel_err(plain_logits(path, tokens, batch=64, kv=kv, flash_attn=True),
+                        plain_logits(path, tokens, batch=64, kv=kv, flash_attn=False))
     assert np.isfinite(fused).all()
-    assert rel_err(fused, ops) < tol
+    assert rel_err(fused, ops) < widen(tol, plain_gap, f"{kv}, flash attention on vs off")

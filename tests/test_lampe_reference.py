@@ -19,6 +19,7 @@ import pytest
 
 import llama_driver
 from conftest import LOGIT_ERRORS
+from gpu_tolerance import against_reference
 from gguf_models import write_tiny_llama
 from pylampe import _native
 from llama_driver import decode, enable_lampe, llama_cpp, loaded_model, new_context, set_lampe_ref
@@ -29,6 +30,7 @@ W, S, M = 16, 4, 24
 ATTN_FACTOR = 0.1 * np.log(2.0) + 1.0
 
 # max |a - b| / max |b| over all logits; LaMPE computes in F32 with an F32 KV cache, flash attention or not
+# (on a GPU widened by plain attention's own difference: tests/gpu_tolerance.py)
 pytestmark = pytest.mark.usefixtures("lampe_path")
 
 TOL = {("f32", False): 1e-4, ("f16", False): 5e-3, ("f32", True): 1e-4, ("f16", True): 5e-3, ("q8_0", True): 1e-1}
@@ -66,7 +68,7 @@ def test_prompt_lengths(tiny_llama_f32: Path, ref_llama: Reference, L: int) -> N
     tokens = prompt(L)
     want = ref_llama.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
     got = lampe_logits(tiny_llama_f32, tokens, L, batch=L)
-    assert rel_err(got, want) < TOL[("f32", False)]
+    assert rel_err(got, want) < against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens, batch=L)
 
 
 def test_reference_distinguishes_lampe_from_plain(ref_llama: Reference) -> None:
@@ -90,7 +92,7 @@ def test_batch_split_is_invisible(tiny_llama_f32: Path, ref_llama: Reference, ba
     tokens = prompt(L, seed=1)
     want = ref_llama.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
     got = lampe_logits(tiny_llama_f32, tokens, L, batch=batch)
-    assert rel_err(got, want) < TOL[("f32", False)]
+    assert rel_err(got, want) < against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens, batch=batch)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_cache_types(tiny_llama_hd64: Path, kv: str, lampe_path: bool, monkeypat
             lampe_logits(tiny_llama_hd64, tokens, L, batch=64, kv=kv_type)
         return
     got = lampe_logits(tiny_llama_hd64, tokens, L, batch=64, kv=kv_type)
-    tol = TOL[(kv_type, lampe_path)]
+    tol = against_reference(TOL[(kv_type, lampe_path)], tiny_llama_hd64, ref, tokens, batch=64, kv=kv_type)
     assert rel_err(got, want) < tol
     assert rel_err(got, ref.logits(tokens), record=False) > 2 * tol  # the tolerance can tell LaMPE from plain
 
@@ -122,9 +124,10 @@ def test_cache_types(tiny_llama_hd64: Path, kv: str, lampe_path: bool, monkeypat
 def test_neox_rope(tiny_qwen2_f32: Path) -> None:
     L = 150
     tokens = prompt(L, seed=3)
-    want = Reference(tiny_qwen2_f32).logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
+    ref = Reference(tiny_qwen2_f32)
+    want = ref.logits(tokens, lampe=LampeArgs(L, W, S, M, ATTN_FACTOR))
     got = lampe_logits(tiny_qwen2_f32, tokens, L, batch=64)
-    assert rel_err(got, want) < TOL[("f32", False)]
+    assert rel_err(got, want) < against_reference(TOL[("f32", False)], tiny_qwen2_f32, ref, tokens, batch=64)
 
 
 def test_decode_after_prefill(tiny_llama_f32: Path, ref_llama: Reference) -> None:
@@ -137,9 +140,11 @@ def test_decode_after_prefill(tiny_llama_f32: Path, ref_llama: Reference) -> Non
         set_lampe_ref(ctx, L)
         prefill = decode(ctx, tokens[:L], batch_size=L)
         steps = [decode(ctx, [t], batch_size=1, pos0=L + k) for k, t in enumerate(tokens[L:])]
-    assert rel_err(prefill, want[:L]) < TOL[("f32", False)]
+    assert rel_err(prefill, want[:L]) < against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens[:L],
+                                                          batch=L)
+    tol_step = against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens, batch=1)
     for k, step in enumerate(steps):
-        assert rel_err(step, want[L + k : L + k + 1]) < TOL[("f32", False)], f"decode step {k}"
+        assert rel_err(step, want[L + k : L + k + 1]) < tol_step, f"decode step {k}"
 
 
 def test_second_prompt_recomputes_mapping(tiny_llama_f32: Path, ref_llama: Reference) -> None:
@@ -151,11 +156,12 @@ def test_second_prompt_recomputes_mapping(tiny_llama_f32: Path, ref_llama: Refer
         first = decode(ctx, tokens[:n1], batch_size=32)
         set_lampe_ref(ctx, n1 + n2)
         second = decode(ctx, tokens[n1:], batch_size=32, pos0=n1)
-    assert rel_err(first, ref_llama.logits(tokens[:n1], lampe=LampeArgs(n1, W, S, M, ATTN_FACTOR))) < 1e-4
+    tol = against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens, batch=32)
+    assert rel_err(first, ref_llama.logits(tokens[:n1], lampe=LampeArgs(n1, W, S, M, ATTN_FACTOR))) < tol
     # the first turn's keys were computed with L = n1; the second turn's queries use L = n1 + n2
     turns = [LampeArgs(n1, W, S, M, ATTN_FACTOR)] * n1 + [LampeArgs(n1 + n2, W, S, M, ATTN_FACTOR)] * n2
     want = ref_llama.logits(tokens, lampe=turns)[n1:]
-    assert rel_err(second, want) < TOL[("f32", False)]
+    assert rel_err(second, want) < tol
     stale = ref_llama.logits(tokens, lampe=LampeArgs(n1, W, S, M, ATTN_FACTOR))[n1:]
     assert rel_err(second, stale, record=False) > 1e-2  # the mapping really changed
 
@@ -171,8 +177,11 @@ def test_two_sequences_of_different_lengths(tiny_llama_f32: Path, ref_llama: Ref
         got_a = decode(ctx, a[:60], batch_size=60, seq_id=0)
         got_b = decode(ctx, b, batch_size=70, seq_id=1)
         got_a = np.concatenate([got_a, decode(ctx, a[60:], batch_size=60, pos0=60, seq_id=0)])
-    assert rel_err(got_a, ref_llama.logits(a, lampe=LampeArgs(len(a), W, S, M, ATTN_FACTOR))) < 1e-4
-    assert rel_err(got_b, ref_llama.logits(b, lampe=LampeArgs(len(b), W, S, M, ATTN_FACTOR))) < 1e-4
+    tol = TOL[("f32", False)]
+    assert rel_err(got_a, ref_llama.logits(a, lampe=LampeArgs(len(a), W, S, M, ATTN_FACTOR))) < \
+        against_reference(tol, tiny_llama_f32, ref_llama, a, batch=60)
+    assert rel_err(got_b, ref_llama.logits(b, lampe=LampeArgs(len(b), W, S, M, ATTN_FACTOR))) < \
+        against_reference(tol, tiny_llama_f32, ref_llama, b, batch=70)
 
 
 def test_exact_state_is_upstream(tiny_llama_f32: Path) -> None:
@@ -211,7 +220,7 @@ def test_after_removing_the_tail_of_a_sequence(tiny_llama_f32: Path, ref_llama: 
         set_lampe_ref(ctx, 100)  # the new prompt's L (a trim would have kept it anyway)
         got = decode(ctx, other, batch_size=40, pos0=60)
     want = ref_llama.logits(tokens, lampe=LampeArgs(100, W, S, M, ATTN_FACTOR))[60:]
-    assert rel_err(got, want) < TOL[("f32", False)]
+    assert rel_err(got, want) < against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, tokens, batch=50)
 
 
 def test_after_copying_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) -> None:
@@ -229,5 +238,6 @@ def test_after_copying_a_sequence(tiny_llama_f32: Path, ref_llama: Reference) ->
         got_a = decode(ctx, tail_a + tail_b[:20], batch_size=50, pos0=70, seq_id=0)
     want_b = ref_llama.logits(shared + tail_b, lampe=args)[70:]
     want_a = ref_llama.logits(shared + tail_a + tail_b[:20], lampe=args)[70:]
-    assert rel_err(got_b, want_b) < TOL[("f32", False)]
-    assert rel_err(got_a, want_a) < TOL[("f32", False)]
+    tol = against_reference(TOL[("f32", False)], tiny_llama_f32, ref_llama, shared + tail_a + tail_b[:20], batch=50)
+    assert rel_err(got_b, want_b) < tol
+    assert rel_err(got_a, want_a) < tol

@@ -7,7 +7,8 @@ import sys
 from typing import List, NoReturn, Optional
 
 from .. import __version__
-from . import bench, cache, chat, eval as eval_cmd, generate, info, serve
+from ..rpc import RpcWorkerError
+from . import bench, cache, chat, eval as eval_cmd, generate, info, rpc_server, serve
 from .errors import CliError, UsageError
 
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(commands)
     bench.add_parser(commands)
     info.add_parser(commands)
+    rpc_server.add_parser(commands)
     cache.add_parser(commands)
     return parser
 
@@ -54,6 +56,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.flush()
         print(f"pylampe: error: {e}", file=sys.stderr)
         return e.exit_code
+    except RpcWorkerError as e:  # a worker that went away in the middle of a command
+        sys.stdout.flush()
+        print(f"\npylampe: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

@@ -21,8 +21,12 @@ Each (method, length) runs in its own process: the prompt (random token
 ids) is evaluated, then --n-gen tokens are generated greedily. Prefill tok/s
 is prompt tokens over the time to the first generated token, decode tok/s
 the generated tokens over the rest. KV and compute MiB are what llama.cpp
-reports for its buffers; peak RSS is the process's. Ratios are to method
-none (plain RoPE attention) at the same length, in the same run.
+reports for its buffers; peak RSS is the process's. Plain attention (method
+none) is measured with flash attention on and off (with the same f16 or f32
+K and V cache; otherwise as --flash-attn says), and each ratio is to the faster of the two at the same length, in
+the same run; --flash-attn applies to the other methods. With --repeat N
+each configuration runs N times, each in its own process, and the table
+gives the median and the range.
 
 Records go to --output as JSON Lines, appended as each is done; a rerun
 with the same output skips them. Run nothing else on the machine meanwhile.
@@ -48,6 +52,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--memory-only", action="store_true",
                    help="report the KV and compute buffers without timing: evaluate one token (the buffers "
                    "are reserved for the whole context anyway), for lengths too long to evaluate")
+    p.add_argument("--repeat", type=int_at_least(1), default=1, metavar="N",
+                   help="runs of each configuration, each in its own process (default: 1)")
     add_runtime_args(p)
     p.set_defaults(run=run)
 
@@ -77,20 +83,29 @@ def run(args: argparse.Namespace) -> int:
         round(v * t) if in_t else int(v) for v, in_t in (args.length or _list_of(_length)("1T,2T,4T"))))
 
     records = Records(args.output, ("model", "method", "tokens", "n_gen", "threads", "flash_attn", "type_k",
-                                    "type_v", "memory_only"))
+                                    "type_v", "memory_only", "run"))
+    # plain attention both ways where llama.cpp can (the same unquantized K and V types): its CPU decode is
+    # faster without flash attention, its prefill with
+    if args.cache_type_k == args.cache_type_v and args.cache_type_v in ("f32", "f16"):
+        plain_fa: tuple = (True, False)
+    else:
+        plain_fa = (kwargs["flash_attn"],)
     done = []
     for tokens in lengths:
         for method in methods:
-            key = {"model": model.name, "method": method.label, "tokens": tokens, "n_gen": args.n_gen,
-                   "threads": kwargs["n_threads"], "flash_attn": kwargs["flash_attn"],
-                   "type_k": args.cache_type_k, "type_v": args.cache_type_v, "memory_only": args.memory_only}
-            if key not in records:
-                try:
-                    record = measure(str(model), method.label, tokens, n_gen=args.n_gen, llama_kwargs=kwargs,
-                                     memory_only=args.memory_only)
-                    records.add({**record, "memory_only": args.memory_only})
-                except RuntimeError as e:
-                    raise CliError(f"{method.label} at {tokens} tokens: {e}") from None
-            done.append(key)
+            for flash in plain_fa if method.name == "none" else (kwargs["flash_attn"],):
+                for run_no in range(args.repeat):
+                    key = {"model": model.name, "method": method.label, "tokens": tokens, "n_gen": args.n_gen,
+                           "threads": kwargs["n_threads"], "flash_attn": flash, "type_k": args.cache_type_k,
+                           "type_v": args.cache_type_v, "memory_only": args.memory_only, "run": run_no}
+                    if key not in records:
+                        try:
+                            record = measure(str(model), method.label, tokens, n_gen=args.n_gen,
+                                             llama_kwargs={**kwargs, "flash_attn": flash},
+                                             memory_only=args.memory_only)
+                            records.add({**record, "memory_only": args.memory_only, "run": run_no})
+                        except RuntimeError as e:
+                            raise CliError(f"{method.label} at {tokens} tokens: {e}") from None
+                    done.append(key)
     print(table(records.select(done)))
     return 0

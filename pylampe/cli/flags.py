@@ -8,10 +8,11 @@ and validation cannot drift apart.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import llama_cpp
 
+from .. import rpc
 from ..cache_types import CACHE_TYPES
 from ..config import PRESETS, LampeSetting, lampe_setting
 from .errors import UsageError
@@ -43,6 +44,25 @@ def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str],
         return value
 
     return parse
+
+
+def rpc_endpoints(text: str) -> str:
+    """HOST:PORT[,HOST:PORT...], validated and normalized."""
+    try:
+        return ",".join(rpc.parse_endpoints(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def proportions(text: str) -> List[float]:
+    """F,F,... (llama-cpp-python's server also takes them as separate words: each may hold commas)."""
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers F,F,..., got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative numbers F,F,..., got {text!r}")
+    return values
 
 
 def sigmoid(text: str) -> Tuple[float, float, float]:
@@ -83,6 +103,18 @@ def add_runtime_args(group: Any, aliases: bool = False) -> None:
                        choices=tuple(CACHE_TYPES), default="f16",
                        help="KV cache type for V; quantized types need flash attention "
                        "(default: f16)")
+    group.add_argument(*names("--rpc", server="--rpc_servers"), dest="rpc_servers", type=rpc_endpoints,
+                       metavar="HOST:PORT[,...]",
+                       help="RPC workers (`pylampe rpc-server` on other machines): the -ngl layers and their "
+                       "KV cache go to them, in proportion to their memory or --tensor-split (default: none)")
+    group.add_argument(*names("--tensor-split", server="--tensor_split"), dest="tensor_split", type=proportions,
+                       action="extend", nargs="+", metavar="F,F,...",
+                       help="share of the offloaded layers per device, in llama.cpp's device order (RPC "
+                       "workers first, then GPUs) (default: by free memory)")
+    group.add_argument("--rpc-timeout", dest="rpc_timeout", type=float_in(0.0, 86400.0, low_open=True),
+                       default=rpc.DEFAULT_TIMEOUT_S, metavar="S",
+                       help="seconds an RPC worker may take to answer before it counts as gone (default: "
+                       f"{rpc.DEFAULT_TIMEOUT_S:g}: longer than a worker's slowest batch)")
 
 
 def runtime_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
@@ -90,11 +122,14 @@ def runtime_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     flash = args.flash_attn == "on"
     if not flash and args.cache_type_v not in ("f32", "f16"):
         raise UsageError(f"--cache-type-v {args.cache_type_v} needs flash attention: drop --flash-attn off")
-    return dict(
+    kwargs: Dict[str, Any] = dict(
         n_threads=args.threads, n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers,
         flash_attn=flash, type_k=CACHE_TYPES[args.cache_type_k],
-        type_v=CACHE_TYPES[args.cache_type_v],
+        type_v=CACHE_TYPES[args.cache_type_v], tensor_split=args.tensor_split,
     )
+    if args.rpc_servers:
+        kwargs.update(rpc_servers=args.rpc_servers, rpc_timeout=args.rpc_timeout)
+    return kwargs
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, max_tokens_help: str) -> None:

@@ -16,6 +16,7 @@ from ..eval.methods import parse_method
 from ..eval.model_info import ModelInfo
 from ..llama import LampeUnsupportedError, Llama
 from ..memory import ContextMemory, available_bytes, context_memory, gib
+from ..rpc import RpcWorkerError
 from .errors import CliError, UsageError
 from .flags import lampe_config
 
@@ -59,6 +60,8 @@ def load(cls: type, path: Path, **kwargs: Any) -> Any:
         return cls(str(path), **kwargs)
     except LampeUnsupportedError as e:
         raise CliError(f"{e}; run with --no-lampe") from None
+    except RpcWorkerError as e:
+        raise CliError(str(e)) from None
     except ValueError as e:
         if str(e).startswith("Failed to load model"):
             raise CliError(f"llama.cpp could not load {path} (truncated or corrupt GGUF?)") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import errno
 import json
 import socket
@@ -48,7 +49,7 @@ exit status: 0 stopped (Ctrl-C), 1 runtime error (model, address in use),
 _OWN_FIELDS = {
     "model", "model_alias", "chat_format", "n_ctx", "n_threads", "n_threads_batch", "n_gpu_layers",
     "flash_attn", "type_k", "type_v", "verbose", "host", "port", "api_key", "lampe", "method",
-    "lampe_preset", *LAMPE_FIELDS,
+    "lampe_preset", "rpc_servers", "tensor_split", *LAMPE_FIELDS,
 }
 _SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file", "doc_cache", "doc_cache_size", "no_doc_cache"}
 
@@ -130,6 +131,7 @@ def _model_fields(args: argparse.Namespace) -> Dict[str, Any]:
         "n_gpu_layers": args.n_gpu_layers, "flash_attn": args.flash_attn == "on",
         "type_k": CACHE_TYPES[args.cache_type_k], "type_v": CACHE_TYPES[args.cache_type_v],
         "verbose": args.verbose, "lampe": args.lampe, "method": args.method,
+        "rpc_servers": args.rpc_servers, "tensor_split": args.tensor_split,
         "lampe_preset": args.lampe_preset,
         **{dest: getattr(args, dest) for dest in LAMPE_FIELDS},
     }
@@ -259,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
 
     defaults = vars(build_parser().parse_args(["serve"]))
     server, models = settings_from_args(args, defaults)
+    if args.rpc_servers:  # the workers' timeout, for every model the server loads (pylampe.rpc.connect)
+        os.environ["GGML_RPC_TIMEOUT"] = str(args.rpc_timeout)
     _native.set_llama_logging(any(m.verbose for m in models))
     lines = _check_models(models)
     _check_port(server.host, server.port)

@@ -55,6 +55,7 @@ from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletion
 
 from ..doc_cache import DocStore, default_dir
 from ..metered import ContextOverflowError, MeteredLlama
+from ..rpc import RpcWorkerError
 from .documents import ServedDocuments
 from .proxy import LampeProxy
 from .settings import LampeModelSettings, LampeServerSettings
@@ -195,10 +196,14 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             chunks = await run_in_threadpool(create, **kwargs)
             streaming = True
             return EventSourceResponse(
-                _events(chunks, lease, queue if server_settings.interrupt_requests else None),
+                _events(chunks, lease, queue if server_settings.interrupt_requests else None, proxy),
                 sep="\n", ping_message_factory=ping,
                 background=BackgroundTask(lease.release),
             )
+        except RpcWorkerError as e:
+            # the model's layers on that worker went with it: the next request loads the model again
+            await run_in_threadpool(proxy.drop)
+            return _error(503, str(e), "rpc_worker_unavailable")
         finally:
             if not streaming:
                 await lease.release()
@@ -261,7 +266,8 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     return app
 
 
-async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue]) -> AsyncIterator[Dict[str, str]]:
+async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue],
+                  proxy: LampeProxy) -> AsyncIterator[Dict[str, str]]:
     """Server-sent events of a streaming answer; the model's turn ends with the stream.
 
     With ``interrupt_for`` (--interrupt_requests true), the stream stops early when
@@ -274,8 +280,12 @@ async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue
                 break
         yield {"data": "[DONE]"}
     except Exception as e:  # after the 200: report in the stream, as OpenAI does
+        worker_gone = isinstance(e, RpcWorkerError)
+        if worker_gone:
+            await run_in_threadpool(proxy.drop)
         yield {"data": json.dumps({"error": {"message": str(e), "type": "internal_server_error",
-                                             "param": None, "code": None}})}
+                                             "param": None,
+                                             "code": "rpc_worker_unavailable" if worker_gone else None}})}
     finally:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(chunks.close)

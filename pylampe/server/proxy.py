@@ -103,5 +103,11 @@ class LampeProxy(LlamaProxy):
     def current(self) -> Optional[MeteredLlama]:
         return self._current_model  # type: ignore[return-value]
 
+    def drop(self) -> None:
+        """Close the loaded model (an RPC worker it used went away): the next request loads it again."""
+        if self._current_model is not None:
+            self._current_model.close()
+        self._current_model = None
+
     def settings(self) -> Dict[str, LampeModelSettings]:
         return dict(self._model_settings_dict)  # type: ignore[arg-type]
