@@ -92,3 +92,10 @@ def _zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("a.txt", "hello")
     return path
+
+
+def test_an_eval_haystack_can_be_a_document(tmp_path: Path) -> None:
+    from pylampe.eval.haystack import load_haystack
+
+    haystack = load_haystack(str(write_epub(tmp_path / "book.epub")))
+    assert haystack.name == "book.epub" and PASS_KEY in haystack.text(haystack.max_units)
