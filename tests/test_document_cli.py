@@ -12,7 +12,7 @@ from typing import List
 import pytest
 
 from document_files import truncate, write_docx, write_epub, write_html, write_pdf, write_scanned_pdf
-from server_process import pylampe_command
+from server_process import free_port, pylampe_command
 from test_cli import assert_one_error
 
 QUESTION = "what is the pass key\n"
@@ -120,6 +120,11 @@ def test_a_context_this_machine_cannot_hold_is_refused(tiny_llama_f32: Path, boo
     run = pylampe("chat", "-m", str(tiny_llama_f32), "-f", str(book), "-c", "2000000000", stdin=QUESTION)
     assert_one_error(run, 1, r"a context of 2,000,000,000 tokens needs [\d.]+ GiB of KV cache \(f16/f16\) .* "
                      r"but [\d.]+ [GM]iB is available: lower -c, or .*--cache-type-k q8_0")
+
+
+def test_a_server_context_this_machine_cannot_hold_is_refused(tiny_llama_f32: Path) -> None:
+    run = pylampe("serve", "-m", str(tiny_llama_f32), "-c", "2000000000", "--port", str(free_port()))
+    assert_one_error(run, 1, r"model llama-f32: a context of 2,000,000,000 tokens needs .* is available: lower -c")
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -98,25 +98,27 @@ class Vocab:
         except ValueError as e:
             raise CliError(str(e)) from None
 
-    def memory(self, args: argparse.Namespace, n_ctx: int) -> ContextMemory:
-        """What a context of ``n_ctx`` tokens with the runtime flags' KV types will take."""
-        return context_memory(self.metadata, self.llm.n_vocab(), n_ctx, args.cache_type_k,
-                              args.cache_type_v, args.flash_attn == "on")
-
     def close(self) -> None:
         self.llm.close()
 
 
 def check_memory(args: argparse.Namespace, vocab: Vocab, n_ctx: int) -> ContextMemory:
+    """``check_context`` with the runtime flags' KV types, flash attention and GPU layers."""
+    return check_context(vocab, n_ctx, args.cache_type_k, args.cache_type_v, args.flash_attn == "on",
+                         args.n_gpu_layers)
+
+
+def check_context(vocab: Vocab, n_ctx: int, type_k: str, type_v: str, flash_attn: bool,
+                  n_gpu_layers: int) -> ContextMemory:
     """The context's memory, refused with the numbers when this machine does not have it
     (with layers on a GPU the KV cache is not in this memory: nothing is checked)."""
-    need = vocab.memory(args, n_ctx)
+    need = context_memory(vocab.metadata, vocab.llm.n_vocab(), n_ctx, type_k, type_v, flash_attn)
     available = available_bytes()
-    if args.n_gpu_layers == 0 and available is not None and need.total > available:
+    if n_gpu_layers == 0 and available is not None and need.total > available:
         raise CliError(
-            f"a context of {n_ctx:,} tokens needs {gib(need.kv)} of KV cache ({args.cache_type_k}/"
-            f"{args.cache_type_v}) and about {gib(need.compute)} of compute buffer, but {gib(available)} "
-            "is available: lower -c, or shrink the KV cache with --cache-type-k q8_0 --cache-type-v q8_0"
+            f"a context of {n_ctx:,} tokens needs {gib(need.kv)} of KV cache ({type_k}/{type_v}) and about "
+            f"{gib(need.compute)} of compute buffer, but {gib(available)} is available: lower -c, or "
+            "shrink the KV cache with --cache-type-k q8_0 --cache-type-v q8_0"
         )
     return need
 

@@ -16,7 +16,7 @@ from .errors import CliError, UsageError
 from ..cache_types import CACHE_TYPES
 from .flags import LAMPE_FIELDS, add_doc_cache_args, add_lampe_args, add_runtime_args, int_at_least
 from .generate import add_model_arg
-from .model import check_gguf, default_model, load
+from .model import Vocab, check_context, check_gguf, default_model, load
 
 EPILOG = """\
 Endpoints: POST /v1/chat/completions, POST /v1/completions (both stream with
@@ -51,6 +51,8 @@ _OWN_FIELDS = {
     "flash_attn", "type_k", "type_v", "verbose", "host", "port", "api_key", "lampe", "method",
     "lampe_preset", "rpc_servers", "tensor_split", *LAMPE_FIELDS,
 }
+# llama.cpp's K/V type ids by the names the flags use (None, llama.cpp's default: f16).
+_TYPE_NAMES = {v: k for k, v in CACHE_TYPES.items()}
 _SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file", "doc_cache", "doc_cache_size", "no_doc_cache"}
 
 
@@ -208,7 +210,6 @@ def settings_from_args(args: argparse.Namespace, parser_defaults: Dict[str, Any]
 
 def _check_models(models: List[Any]) -> List[str]:
     """Each model's file, metadata and LaMPE settings, before anything is loaded; one line each."""
-    from ..server.proxy import model_info
     from ..server.settings import resolve
 
     lines, aliases = [], set()
@@ -219,13 +220,21 @@ def _check_models(models: List[Any]) -> List[str]:
         aliases.add(alias)
         check_gguf(Path(m.model))
         try:
-            info = load(model_info, Path(m.model))
+            vocab = Vocab(Path(m.model), False)
+            info = vocab.model_info()
         except CliError as e:
             raise CliError(f"model {alias}: {e}") from None
         try:
             resolved, lampe = resolve(m, info)
+            # before the server binds its port: a context this machine cannot hold is one line
+            check_context(vocab, resolved.n_ctx, _TYPE_NAMES.get(resolved.type_k, "f16"),
+                          _TYPE_NAMES.get(resolved.type_v, "f16"), resolved.flash_attn, resolved.n_gpu_layers)
         except ValueError as e:
             raise UsageError(f"model {alias}: {e}") from None
+        except CliError as e:
+            raise CliError(f"model {alias}: {e}") from None
+        finally:
+            vocab.close()
         if lampe == "auto":
             attention = "LaMPE where the model allows it"
         elif lampe is not None:
