@@ -94,18 +94,28 @@ class DocStore:
         path = self.path(fingerprint, tokens)
         try:
             with open(path, "rb") as f:
-                state = self._read(f, path, fingerprint, tokens)
+                try:
+                    state = self._read(f, path, fingerprint, tokens)
+                except _Bad as e:
+                    self.warn(f"ignoring the document cache entry {path}: {e}; reading the document again")
+                    self._remove_if_same(path, os.fstat(f.fileno()).st_ino)
+                    return None
         except FileNotFoundError:
-            return None
-        except _Bad as e:
-            self.warn(f"ignoring the document cache entry {path}: {e}; reading the document again")
-            path.unlink(missing_ok=True)
             return None
         except OSError as e:
             self.warn(f"cannot read the document cache entry {path}: {e.strerror or e}; reading the document again")
             return None
         os.utime(path)  # last used: what eviction goes by
         return state
+
+    @staticmethod
+    def _remove_if_same(path: Path, inode: int) -> None:
+        """Remove the bad file unless another process has just renamed a new entry over it."""
+        try:
+            if path.stat().st_ino == inode:
+                path.unlink()
+        except OSError:
+            pass
 
     def _read(self, f: Any, path: Path, fingerprint: str, tokens: Sequence[int]) -> bytearray:
         header = self._header(f)
