@@ -10,6 +10,7 @@ not what they say.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Tuple
@@ -18,7 +19,7 @@ import pytest
 
 from browser import chromium, set_dark
 from document_files import write_pdf
-from server_process import ServerProcess
+from server_process import ServerProcess, document
 
 KEY = "sesame"
 N_CTX = 4096
@@ -31,7 +32,8 @@ HOSTILE = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwn
 @pytest.fixture(scope="module")
 def server(tiny_llama_f32: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("web")
-    proc = ServerProcess(["-m", str(tiny_llama_f32), "-c", str(N_CTX), "-t", "2", "--api-key", KEY,
+    # n_batch 64: a long document's read advances the progress bar in many steps
+    proc = ServerProcess(["-m", str(tiny_llama_f32), "-c", str(N_CTX), "-t", "2", "--n_batch", "64", "--api-key", KEY,
                           "--doc-cache", str(tmp / "cache")], tmp / "serve.log")
     try:
         yield proc
@@ -224,6 +226,27 @@ def test_html_shows_as_text(page: Any, server: ServerProcess, tmp_path: Path) ->
     assert links[0].get_attribute("rel") == "noopener noreferrer nofollow"
     assert not chrome.find_elements("css selector", "main script, main img, main iframe")
     assert chrome.execute_script("return window.__pwned") is None
+
+
+def test_progress_bar(page: Any, tmp_path: Path) -> None:
+    """While a long document is read, the bar shows the server's count of tokens evaluated."""
+    if page.execute_script("return document.body.dataset.ready") != "true":
+        pytest.skip("needs the page of test_chat_about_a_pdf")
+    page.execute_script("""
+        window.__progress = [];
+        new MutationObserver(() => window.__progress.push(document.getElementById('progress-text').textContent))
+          .observe(document.getElementById('progress-text'), {childList: true, characterData: true, subtree: true});""")
+    book = tmp_path / "book.txt"
+    book.write_text(document(3500, seed=7), encoding="utf-8")
+    by_id(page, "file").send_keys(str(book))
+    wait(lambda: by_id(page, "document-name").text == "book.txt", "the long document")
+    total = int(by_id(page, "document-facts").get_attribute("data-tokens"))
+    seen = page.execute_script("return window.__progress")
+    counts = [text for text in seen if re.search(r"Reading book\.txt: [\d,]+ of [\d,]+ tokens", text)]
+    assert counts, seen
+    done, of = (int(n.replace(",", "")) for n in re.search(r"([\d,]+) of ([\d,]+)", counts[-1]).groups())
+    assert 0 < done <= of <= total, counts
+    assert by_id(page, "progress").is_displayed() is False
 
 
 def test_markdown(page: Any) -> None:

@@ -82,7 +82,8 @@ class ServedDocuments:
         return self.last
 
     def read(self, llm: Llama, tokens: List[int], name: str) -> DocumentRead:
-        """Put a document's tokens (``conversation.document_prefix``) into ``llm``'s KV cache before its first question."""
+        """Put a document's tokens (``conversation.document_prefix``) into ``llm``'s KV cache
+        before its first question."""
         self.last = read_once(llm, tokens, self._cache(llm), name)
         return self.last
 

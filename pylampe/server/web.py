@@ -78,9 +78,8 @@ def add_web_page(app: FastAPI, proxy: LampeProxy, queue: ModelQueue, documents: 
                      max_tokens: Optional[int] = None) -> Any:
         name = display_name(name)
         declared = request.headers.get("content-length", "")
-        too_large = UploadTooLarge(upload_limit)
-        if declared.isdigit() and int(declared) > upload_limit:
-            return error_response(413, str(too_large), code="upload_too_large")
+        if declared.isdigit() and int(declared) > upload_limit:  # refused before a byte is read
+            return error_response(413, str(UploadTooLarge(upload_limit)), code="upload_too_large")
         with temporary_directory() as tmp:
             try:
                 path = await receive(request.stream(), upload_limit, Path(tmp))
@@ -92,6 +91,8 @@ def add_web_page(app: FastAPI, proxy: LampeProxy, queue: ModelQueue, documents: 
                 return error_response(400, str(e), code="unreadable_document")
         lease = await queue.acquire()
         try:
+            if await request.is_disconnected():  # stopped while it was converted or waited for the model
+                return error_response(409, "stopped before the document was read", code="stopped")
             meter.begin(request.headers.get(REQUEST_ID_HEADER))
             llama: MeteredLlama = await run_in_threadpool(proxy, model)
             meter.attach(llama)
