@@ -64,7 +64,7 @@ from .documents import ServedDocuments
 from .progress import REQUEST_ID_HEADER, PrefillMeter
 from .proxy import LampeProxy
 from .queue import Lease, ModelQueue
-from .responses import error_response
+from .responses import error_response, worker_gone
 from .settings import LampeModelSettings, LampeServerSettings
 from .web import add_web_page
 
@@ -176,9 +176,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
                 background=BackgroundTask(lease.release),
             )
         except RpcWorkerError as e:
-            # the model's layers on that worker went with it: the next request loads the model again
-            await run_in_threadpool(proxy.drop)
-            return error_response(503, str(e), "rpc_worker_unavailable")
+            return await worker_gone(proxy, e)
         finally:
             if not streaming:
                 await lease.release()
@@ -257,12 +255,12 @@ async def _events(chunks: Any, lease: Lease, interrupt_for: Optional[ModelQueue]
                 break
         yield {"data": "[DONE]"}
     except Exception as e:  # after the 200: report in the stream, as OpenAI does
-        worker_gone = isinstance(e, RpcWorkerError)
-        if worker_gone:
+        gone = isinstance(e, RpcWorkerError)
+        if gone:
             await run_in_threadpool(proxy.drop)
         yield {"data": json.dumps({"error": {"message": str(e), "type": "internal_server_error",
                                              "param": None,
-                                             "code": "rpc_worker_unavailable" if worker_gone else None}})}
+                                             "code": "rpc_worker_unavailable" if gone else None}})}
     finally:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(chunks.close)

@@ -27,11 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from ..conversation import document_prefix
 from ..documents import DocumentError
 from ..metered import ContextOverflowError, Interrupted, MeteredLlama
+from ..rpc import RpcWorkerError
 from .documents import ServedDocuments, formats_chats
 from .progress import REQUEST_ID_HEADER, PrefillMeter
 from .proxy import LampeProxy
 from .queue import ModelQueue
-from .responses import error_response
+from .responses import error_response, worker_gone
 from .uploads import UploadTooLarge, convert, display_name, receive, temporary_directory
 
 STATIC = Path(__file__).parent / "static"
@@ -103,6 +104,8 @@ def add_web_page(app: FastAPI, proxy: LampeProxy, queue: ModelQueue, documents: 
                                       "shorter answers", code="context_length_exceeded")
             except Interrupted:
                 return error_response(409, "stopped before the document was read", code="stopped")
+            except RpcWorkerError as e:
+                return await worker_gone(proxy, e)
             n_ctx_train = llama._model.n_ctx_train()
             return {
                 "name": name, "kind": doc.kind, "parts": doc.parts, "part_name": doc.part_name,
