@@ -26,7 +26,8 @@ from browser import chromium, set_dark  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
 
 PASS_KEY = "68315"
-QUESTIONS = ("What is the pass key?", "What colour is the sky in the report?")
+# SmolLM2-135M answers these from the report; it misses the pass key in a chat (a larger model finds it)
+QUESTIONS = ("What did the committee agree to?", "What colour is the sky in the report?")
 SETTINGS = {"maxTokens": 60, "temperature": 0, "theme": "auto", "model": ""}
 FILLER = ("The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
           "The committee met on Tuesday and agreed to review the figures next quarter. ").split(". ")
