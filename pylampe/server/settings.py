@@ -35,6 +35,9 @@ from ..eval.methods import parse_method
 DEFAULT_CTX_FACTOR = 4
 DEFAULT_CTX_CAP = 32768
 
+# Large enough for a long book's PDF with its pictures; the text a model reads is far smaller.
+DEFAULT_UPLOAD_LIMIT_MB = 100
+
 _CONFIG = SettingsConfigDict(env_prefix="PYLAMPE_", protected_namespaces=())
 
 
@@ -116,6 +119,9 @@ class LampeServerSettings(ServerSettings):
         default=None, description="The document cache's directory (default: $XDG_CACHE_HOME/pylampe/documents).")
     doc_cache_size: int = Field(default=DEFAULT_MAX_BYTES, ge=0, description="The document cache's limit in bytes.")
     no_doc_cache: bool = Field(default=False, description="Read every document; keep none on disk.")
+    no_webui: bool = Field(default=False, description="Serve no chat page at / (the API only).")
+    upload_limit_mb: int = Field(
+        default=DEFAULT_UPLOAD_LIMIT_MB, ge=1, description="The largest document the chat page may upload, in MiB.")
 
 
 class LampeConfigFileSettings(LampeServerSettings):
