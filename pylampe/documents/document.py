@@ -28,4 +28,4 @@ class Document:
         """``"212 pages, 54,010 words"``."""
         parts = f"{self.parts:,} {self.part_name if self.parts != 1 else self.part_name.rstrip('s')}, " \
             if self.parts is not None else ""
-        return f"{parts}{self.words:,} words"
+        return f"{parts}{self.words:,} word{'s' if self.words != 1 else ''}"
