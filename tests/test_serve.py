@@ -158,6 +158,16 @@ def test_too_long_completion(server: ServerProcess) -> None:
     assert f"maximum context length is {N_CTX} tokens" in body["error"]["message"]
 
 
+def test_tokenize_and_detokenize_use_the_served_model(server: ServerProcess) -> None:
+    """llama-cpp-python's /extras routes get the model through the app's dependency, like completions."""
+    status, body = server.post_json("/extras/tokenize", {"input": "hello world"})
+    assert status == 200 and body["tokens"], body
+    status, count = server.post_json("/extras/tokenize/count", {"input": "hello world"})
+    assert status == 200 and count["count"] == len(body["tokens"])
+    status, text = server.post_json("/extras/detokenize", {"tokens": body["tokens"]})
+    assert status == 200 and text["text"].strip() == "hello world", text
+
+
 @pytest.mark.parametrize(
     "body, needle",
     [

@@ -224,9 +224,11 @@ def create_app(server_settings: LampeServerSettings, model_settings: List[LampeM
     app.include_router(router)
     if not server_settings.no_webui:
         add_web_page(app, proxy, queue, documents, meter, server_settings.upload_limit_mb << 20, auth)
-    for route in upstream.router.routes:  # the rest of llama-cpp-python's API
-        if getattr(route, "path", None) not in _OWN_PATHS:
-            app.router.routes.append(route)
+    # the rest of llama-cpp-python's API, included (not appended as they are): a route made by
+    # upstream's router ignores this app's dependency overrides and would get upstream's model, None
+    rest = APIRouter()
+    rest.routes.extend(r for r in upstream.router.routes if getattr(r, "path", None) not in _OWN_PATHS)
+    app.include_router(rest)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
