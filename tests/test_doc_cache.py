@@ -155,12 +155,13 @@ def test_changed_settings_or_model_never_restore(tiny_llama_f32: Path, store: Do
 def test_writes_are_atomic_and_two_writers_leave_one_good_entry(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     script = (
-        "import sys; sys.path.insert(0, sys.argv[2]); from pylampe.doc_cache.store import DocStore\n"
-        "s = DocStore(sys.argv[1]); state = bytes([int(sys.argv[3])]) * (8 << 20)\n"
-        "s.put('f' * 64, list(range(300)), state, {'name': sys.argv[3]})\n"
+        "import sys; from pylampe.doc_cache.store import DocStore\n"
+        "s = DocStore(sys.argv[1]); state = bytes([int(sys.argv[2])]) * (8 << 20)\n"
+        "s.put('f' * 64, list(range(300)), state, {'name': sys.argv[2]})\n"
     )
-    src = str(Path(__file__).resolve().parents[1])
-    writers = [subprocess.Popen([sys.executable, "-c", script, str(root), src, str(b)]) for b in (1, 2)]
+    # the installed pylampe, as the tests use it: not the checkout's (from the working directory), which has
+    # no built library in a fresh clone
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(root), str(b)], cwd=tmp_path) for b in (1, 2)]
     assert [w.wait(60) for w in writers] == [0, 0]
     store = DocStore(root, warn=Warnings())
     state = store.get("f" * 64, list(range(300)))
