@@ -192,6 +192,9 @@ def test_rpc_server_refuses_a_busy_port_and_a_bad_host() -> None:
         w.kill()
     bad = run_cli("rpc-server", "--host", "example.org")
     assert bad.returncode == 1 and "not an IPv4 address" in bad.stderr
+    too_big = run_cli("rpc-server", "--port", "70000")
+    assert too_big.returncode == 2 and too_big.stderr.strip().splitlines() == [
+        "pylampe: error: argument --port: must be <= 65535, got 70000"], too_big.stderr
 
 
 def test_server_answers_503_then_serves_again(tiny_llama_f32: Path, workers: List[Worker], tmp_path: Path) -> None:

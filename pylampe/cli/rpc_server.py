@@ -36,7 +36,7 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="IPv4 address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int_at_least(1), default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument("--port", type=int_at_least(1, 65535), default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     p.add_argument("-t", "--threads", type=int_at_least(1), metavar="N",
                    help="CPU threads (default: llama.cpp's choice)")
     p.add_argument("--device", metavar="DEV[,DEV...]",

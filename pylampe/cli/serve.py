@@ -87,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1",
                    help="listen address (default: 127.0.0.1, this machine only)")
-    s.add_argument("--port", type=int_at_least(0), default=8000, help="listen port (default: 8000)")
+    s.add_argument("--port", type=int_at_least(0, 65535), default=8000, help="listen port (default: 8000)")
     s.add_argument("--api-key", "--api_key", dest="api_key", metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every request (default: none)")
     s.add_argument("--config-file", "--config_file", dest="config_file", metavar="FILE",
