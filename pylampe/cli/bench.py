@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--memory-only", action="store_true",
                    help="report the KV and compute buffers without timing: evaluate one token (the buffers "
                    "are reserved for the whole context anyway), for lengths too long to evaluate")
-    p.add_argument("--repeat", type=int_at_least(1), default=1, metavar="N",
+    p.add_argument("--repeat", type=int_at_least(1, 100), default=1, metavar="N",
                    help="runs of each configuration, each in its own process (default: 1)")
     add_runtime_args(p)
     p.set_defaults(run=run)
