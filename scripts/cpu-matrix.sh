@@ -17,6 +17,8 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(avx2 aarch64)
 JOBS=${JOBS:-$(nproc)}
 N_CASES=$(sed -n 's/^N_CASES = \([0-9]*\).*/\1/p' "$ROOT/tests/test_backend_ops.py")
+# one query against 512 keys (the tiled split-KV path): F16, Q8_0 and Q4_0 caches, with and without sinks
+FA_DECODE="kv=512,nb=1,mask=1,sinks=[01],max_bias=0.000000,logit_softcap=0.000000,prec=f32,type_K=(f16|q8_0|q4_0)"
 
 [ -f "$ROOT/vendor/llama.cpp/CMakeLists.txt" ] || { echo "cpu-matrix: vendor/llama.cpp is missing: run make vendor" >&2; exit 2; }
 PATH="$ROOT/.venv/bin:$PATH"  # cmake and ninja from the venv, where make install put them
@@ -61,6 +63,18 @@ run_cases() {  # TARGET RUNNER...   (the runner prefix runs the test binary: emp
         return 1
     fi
     echo "cpu-matrix: $target: ${passed%% tests passed} op cases passed"
+    # flash attention's decode by tiles (patch 0008) with F16 and quantized caches, sinks and a mask
+    rc=0
+    "$@" "$ROOT/build/cpu-$target/bin/test-backend-ops" -b CPU -o FLASH_ATTN_EXT -p "$FA_DECODE" >"$out" 2>&1 || rc=$?
+    passed=$(grep -oE "[0-9]+/[0-9]+ tests passed" "$out" | tail -1 || true)
+    local n=${passed%%/*}
+    if [ $rc -ne 0 ] || [ -z "$passed" ] || [ "${n:-0}" -eq 0 ] || [ "$passed" != "$n/$n tests passed" ]; then
+        tail -30 "$out" >&2
+        echo "cpu-matrix: $target: flash-attention decode FAILED (${passed:-no result}, exit $rc)"
+        rm -f "$out"
+        return 1
+    fi
+    echo "cpu-matrix: $target: ${passed%% tests passed} flash-attention decode cases passed"
     rm -f "$out"
 }
 

@@ -1,6 +1,6 @@
 """llama.cpp's test-backend-ops on the ops this project's patches change, every CPU kernel path against the CPU
 reference (use_ref): GGML_OP_FLASH_ATTN_EXT_LAMPE, and GGML_OP_FLASH_ATTN_EXT's decoding cases (patches/0008
-decodes by tiles of keys).
+decodes by tiles of keys; 0009 scores LaMPE's decoding tiles with the same kernel).
 
 Here, with only the CPU, the CPU's kernel paths are compared with its reference
 implementation (use_ref); a GPU build runs the same cases on its device

@@ -1,4 +1,4 @@
-"""The LaMPE op's test-backend-ops cases on the CPUs this machine is not: an AVX2-only x86-64 build (run
+"""The LaMPE op's test-backend-ops cases, and flash attention's decoding ones, on the CPUs this machine is not: an AVX2-only x86-64 build (run
 natively) and an ARM64 build (cross-compiled, run under qemu-aarch64), by scripts/cpu-matrix.sh.
 
 The cross compiler and qemu come from Debian (.ci/run installs them); without them the ARM64 case skips
@@ -25,6 +25,8 @@ def run_matrix(target: str) -> None:
                          timeout=3600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert re.search(rf"cpu-matrix: {target}: {N_CASES}/{N_CASES} op cases passed", run.stdout), run.stdout
+    decode = re.search(rf"cpu-matrix: {target}: (\d+)/(\d+) flash-attention decode cases passed", run.stdout)
+    assert decode and decode.group(1) == decode.group(2) and int(decode.group(1)) > 100, run.stdout
 
 
 def cpu_has(flag: str) -> bool:
