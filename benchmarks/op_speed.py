@@ -7,13 +7,14 @@ mul_mat on a transposed V), op alone, same shapes and threads.
 Shapes default to SmolLM2-135M's attention (9 query heads, 3 KV heads,
 head size 64, F16 K/V; --kv-type q8_0 --hadamard 64 for a quantized cache); the LaMPE operands are those of a sequence of
 --kv tokens with W = 1024, S = 200 and M from the default sigmoid, so most
-keys are in the middle region. Prints ms per call and the ratio.
+keys are in the middle region. Prints the median ms per call over --runs and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace, n_q: int) -> list[float]:
     W, S, L = 1024, 200, nkv
     M = int(0.75 * 8192 / (1 + np.exp(-(5.96 / 8192 * L - 4.86))))
     n_lo = 128
-    times = []
     with ggml_graph(3 << 30) as g:
         lib = g.lib
         perm = lambda t: lib.ggml_permute(g.ctx, t, 0, 2, 1, 3)  # noqa: E731
@@ -75,18 +75,24 @@ def run(args: argparse.Namespace, n_q: int) -> list[float]:
             "lampe": lambda i: lib.ggml_flash_attn_ext_lampe(g.ctx, *qs, ks[i], vs[i], m, k_pos, q_pos, q_scale,
                                                              rot, scale, d, 0, n_lo, args.hadamard),
         }
+        graphs = {}
         for name in METHODS:
             if name == "plain-fa-off" and not vts:  # llama.cpp needs flash attention for a quantized V
-                times.append(float("nan"))
                 continue
             # one graph of --repeat independent nodes, like the layers of a model: one thread start per graph
             gf = lib.ggml_new_graph(g.ctx)
             for i in range(args.repeat):
                 lib.ggml_build_forward_expand(gf, ops[name](i))
             _cpu.ggml_graph_compute_with_ctx(g.ctx, gf, args.threads)  # warm-up
-            t0 = time.perf_counter()
-            _cpu.ggml_graph_compute_with_ctx(g.ctx, gf, args.threads)
-            times.append((time.perf_counter() - t0) / args.repeat * 1e3)
+            graphs[name] = gf
+        # the methods take turns, run after run, so that a change in the machine's load reaches all of them
+        runs: dict[str, list[float]] = {name: [] for name in graphs}
+        for _ in range(args.runs):
+            for name, gf in graphs.items():
+                t0 = time.perf_counter()
+                _cpu.ggml_graph_compute_with_ctx(g.ctx, gf, args.threads)
+                runs[name].append((time.perf_counter() - t0) / args.repeat * 1e3)
+        times = [statistics.median(runs[name]) if name in runs else float("nan") for name in METHODS]
     return times
 
 
@@ -102,6 +108,7 @@ def main() -> int:
     ap.add_argument("--hadamard", type=int, default=0, metavar="N",
                     help="K stored Hadamard-rotated in blocks of N, as llama.cpp stores quantized K (default: 0)")
     ap.add_argument("--repeat", type=int, default=30, help="op calls per graph (layers)")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per method, taking turns; the median is shown")
     args = ap.parse_args()
     print("| queries | keys | plain FA ms | plain FA-off ms | LaMPE ms | LaMPE / best plain time |\n|---|---|---|---|---|---|")
     for n_q in args.queries:

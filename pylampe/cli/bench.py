@@ -25,8 +25,8 @@ reports for its buffers; peak RSS is the process's. Plain attention (method
 none) is measured with flash attention on and off (with the same f16 or f32
 K and V cache; otherwise as --flash-attn says), and each ratio is to the faster of the two at the same length, in
 the same run; --flash-attn applies to the other methods. With --repeat N
-each configuration runs N times, each in its own process, and the table
-gives the median and the range.
+each configuration runs N times, each in its own process, the
+configurations taking turns, and the table gives the median and the range.
 
 Records go to --output as JSON Lines, appended as each is done; a rerun
 with the same output skips them. Run nothing else on the machine meanwhile.
@@ -92,20 +92,22 @@ def run(args: argparse.Namespace) -> int:
         plain_fa = (kwargs["flash_attn"],)
     done = []
     for tokens in lengths:
-        for method in methods:
-            for flash in plain_fa if method.name == "none" else (kwargs["flash_attn"],):
-                for run_no in range(args.repeat):
-                    key = {"model": model.name, "method": method.label, "tokens": tokens, "n_gen": args.n_gen,
-                           "threads": kwargs["n_threads"], "flash_attn": flash, "type_k": args.cache_type_k,
-                           "type_v": args.cache_type_v, "memory_only": args.memory_only, "run": run_no}
-                    if key not in records:
-                        try:
-                            record = measure(str(model), method.label, tokens, n_gen=args.n_gen,
-                                             llama_kwargs={**kwargs, "flash_attn": flash},
-                                             memory_only=args.memory_only)
-                            records.add({**record, "memory_only": args.memory_only, "run": run_no})
-                        except RuntimeError as e:
-                            raise CliError(f"{method.label} at {tokens} tokens: {e}") from None
-                    done.append(key)
+        configs = [(method, flash) for method in methods
+                   for flash in (plain_fa if method.name == "none" else (kwargs["flash_attn"],))]
+        # the configurations take turns, run after run: a change in the machine's speed reaches all of them
+        for run_no in range(args.repeat):
+            for method, flash in configs:
+                key = {"model": model.name, "method": method.label, "tokens": tokens, "n_gen": args.n_gen,
+                       "threads": kwargs["n_threads"], "flash_attn": flash, "type_k": args.cache_type_k,
+                       "type_v": args.cache_type_v, "memory_only": args.memory_only, "run": run_no}
+                if key not in records:
+                    try:
+                        record = measure(str(model), method.label, tokens, n_gen=args.n_gen,
+                                         llama_kwargs={**kwargs, "flash_attn": flash},
+                                         memory_only=args.memory_only)
+                        records.add({**record, "memory_only": args.memory_only, "run": run_no})
+                    except RuntimeError as e:
+                        raise CliError(f"{method.label} at {tokens} tokens: {e}") from None
+                done.append(key)
     print(table(records.select(done)))
     return 0
