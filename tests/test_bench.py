@@ -35,6 +35,19 @@ def test_bench_cli(tiny_llama_f32: Path, tmp_path: Path) -> None:
     assert len(out.read_text().splitlines()) == 3  # nothing measured again
 
 
+def test_bench_repeats_take_turns(tiny_llama_f32: Path, tmp_path: Path) -> None:
+    """With --repeat the configurations alternate run after run, so that a slow minute reaches all of them."""
+    out = tmp_path / "bench.jsonl"
+    run = pylampe("bench", "-m", str(tiny_llama_f32), "--length", "2T", "--method", "none,lampe", "--n-gen", "2",
+                  "--repeat", "2", "-t", "2", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["method"], r["flash_attn"], r["run"]) for r in records] == [
+        ("none", True, 0), ("none", False, 0), ("lampe", True, 0),
+        ("none", True, 1), ("none", False, 1), ("lampe", True, 1)]
+    assert run.stdout.splitlines()[2].split("|")[-2].strip() == "2"  # one row per configuration, 2 runs each
+
+
 def test_bench_memory_only(tiny_llama_f32: Path, tmp_path: Path) -> None:
     """Buffers of a context too long to evaluate: sized without a prefill, LaMPE's compute against plain's."""
     out = tmp_path / "bench.jsonl"
